@@ -1,0 +1,49 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything lands in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(PY):
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv (Debian)"; \
+	    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && \
+	    $(PYTHON) -m venv $(VENV); \
+	  else echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; fi; }
+	@$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.run-deps: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+# Start the exporter on the default backend: real GPUs when an NVIDIA driver loads,
+# otherwise the simulated demo fleet (it says which, and why).
+run: $(VENV)/.run-deps
+	$(VENV)/bin/greenops-exporter serve $(ARGS)
+
+lint: $(VENV)/.test-deps
+	$(PY) -m ruff check .
+
+typecheck: $(VENV)/.test-deps
+	$(PY) -m mypy
+
+unit: $(VENV)/.test-deps
+	$(PY) -m pytest -q tests/unit
+
+test: $(VENV)/.test-deps
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+bench: $(VENV)/.run-deps
+	$(PY) bench/bench_exporter.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info exporter/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pure analysis: readings in, numbers out; no I/O, clocks injected."""

@@ -1,0 +1,307 @@
+"""Play recorded NVML readings (the fixtures format: one JSON object a line) as live devices.
+
+The same parser feeds `analyze`, so a recording means the same thing online and offline.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    BackendUnavailable,
+    Capability,
+    DeviceInfo,
+    GpmReading,
+    ProcessReading,
+    Reading,
+    ReadPlan,
+)
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+# recording key in `gpm` -> (GpmReading field, scale)
+_GPM_KEYS: dict[str, tuple[str, float]] = {
+    "sm_util": ("sm_active", 0.01),
+    "sm_occupancy": ("sm_occupancy", 0.01),
+    "any_tensor_util": ("tensor_active", 0.01),
+    "hmma_tensor_util": ("hmma_tensor_active", 0.01),
+    "dram_bw_util": ("dram_active", 0.01),
+    "fp64_util": ("fp64_active", 0.01),
+    "fp32_util": ("fp32_active", 0.01),
+    "fp16_util": ("fp16_active", 0.01),
+    "integer_util": ("integer_active", 0.01),
+    "graphics_util": ("graphics_active", 0.01),
+    "pcie_tx_mib_s": ("pcie_tx_bytes_per_second", MIB),
+    "pcie_rx_mib_s": ("pcie_rx_bytes_per_second", MIB),
+    "nvlink_tx_mib_s": ("nvlink_tx_bytes_per_second", MIB),
+    "nvlink_rx_mib_s": ("nvlink_rx_bytes_per_second", MIB),
+}
+
+
+class RecordingError(ValueError):
+    """A recording that cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    path: Path
+    readings: tuple[Reading, ...]
+    phases: tuple[str, ...]  # the `phase` label of each sample ("" when absent)
+    identity: Mapping[str, Any]  # probe.json's `static` when one lies beside the file
+
+    @property
+    def times(self) -> list[float]:
+        return [r.timestamp for r in self.readings]
+
+
+def _field(sample: Mapping[str, Any], name: str) -> float | None:
+    entry = (sample.get("fields") or {}).get(name)
+    if not isinstance(entry, Mapping) or "value" not in entry:
+        return None  # absent, or {"nvml_return": 3}: not supported
+    return float(entry["value"])
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def reading_from_sample(sample: Mapping[str, Any]) -> Reading:
+    """One recorded line -> a Reading, in the exporter's units (watts, joules, ratios, hertz)."""
+    gpm_raw = sample.get("gpm")
+    gpm = None
+    if isinstance(gpm_raw, Mapping):
+        gpm_values: dict[str, float] = {}
+        for key, (attr, scale) in _GPM_KEYS.items():
+            number = _number(gpm_raw.get(key))
+            if number is not None:
+                gpm_values[attr] = number * scale
+        gpm = GpmReading(**gpm_values)
+    proc_util: dict[int, tuple[float, float]] = {}
+    if isinstance(sample.get("proc_util"), list):
+        for entry in sample["proc_util"]:
+            proc_util[int(entry["pid"])] = (entry["sm"] / 100.0, entry["mem"] / 100.0)
+    processes = tuple(
+        ProcessReading(
+            pid=int(p["pid"]),
+            used_memory_bytes=p.get("used_mem"),
+            command=str(p.get("command", "")),
+            sm_utilization=proc_util.get(int(p["pid"]), (None, None))[0],
+            memory_utilization=proc_util.get(int(p["pid"]), (None, None))[1],
+        )
+        for p in sample.get("procs") or []
+    )
+
+    def scaled(key: str, scale: float) -> float | None:
+        value = _number(sample.get(key))
+        return None if value is None else value * scale
+
+    instant = _field(sample, "power_instant")
+    tx = _field(sample, "pcie_tx_bytes")
+    rx = _field(sample, "pcie_rx_bytes")
+    energy = scaled("energy_mj", 0.001)
+    if energy is None:
+        total = _field(sample, "total_energy")
+        energy = None if total is None else total / 1000.0
+    used = sample.get("mem_used")
+    total_mem = sample.get("mem_total")
+    return Reading(
+        timestamp=float(sample["t"]),
+        power_watts=scaled("power_mw", 0.001),
+        power_instant_watts=None if instant is None else instant / 1000.0,
+        energy_counter_joules=energy,
+        utilization_gpu=scaled("util_gpu", 0.01),
+        utilization_memory=scaled("util_mem", 0.01),
+        memory_used_bytes=None if used is None else int(used),
+        memory_total_bytes=None if total_mem is None else int(total_mem),
+        temperature_celsius=scaled("temp_c", 1.0),
+        sm_clock_hertz=scaled("sm_clock_mhz", 1e6),
+        memory_clock_hertz=scaled("mem_clock_mhz", 1e6),
+        pstate=None if sample.get("pstate") is None else int(sample["pstate"]),
+        clock_event_reasons=(
+            None
+            if sample.get("clock_event_reasons") is None
+            else int(sample["clock_event_reasons"])
+        ),
+        pcie_tx_bytes=None if tx is None else int(tx),
+        pcie_rx_bytes=None if rx is None else int(rx),
+        gpm=gpm,
+        processes=processes,
+    )
+
+
+def load_recording(path: Path) -> Recording:
+    path = Path(path)
+    readings: list[Reading] = []
+    phases: list[str] = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise RecordingError(f"cannot read recording {path}: {exc}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            sample = json.loads(line)
+            reading = reading_from_sample(sample)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RecordingError(f"{path}:{number}: not a recording sample: {exc}") from exc
+        if readings and reading.timestamp < readings[-1].timestamp:
+            raise RecordingError(f"{path}:{number}: time goes backwards")
+        readings.append(reading)
+        phases.append(str(sample.get("phase", "")))
+    if not readings:
+        raise RecordingError(f"{path}: no samples")
+    identity: Mapping[str, Any] = {}
+    probe = path.parent / "probe.json"
+    if probe.is_file():
+        try:
+            identity = json.loads(probe.read_text()).get("static", {})
+        except (OSError, ValueError):
+            identity = {}
+    return Recording(path, tuple(readings), tuple(phases), identity)
+
+
+def _capabilities(readings: tuple[Reading, ...]) -> frozenset[Capability]:
+    caps = {Capability.MEMORY, Capability.PROCESSES}
+    checks: dict[Capability, Callable[[Reading], bool]] = {
+        Capability.POWER_AVERAGE: lambda r: r.power_watts is not None,
+        Capability.POWER_INSTANT: lambda r: r.power_instant_watts is not None,
+        Capability.ENERGY_COUNTER: lambda r: r.energy_counter_joules is not None,
+        Capability.UTILIZATION: lambda r: r.utilization_gpu is not None,
+        Capability.TEMPERATURE: lambda r: r.temperature_celsius is not None,
+        Capability.CLOCKS: lambda r: r.sm_clock_hertz is not None,
+        Capability.PSTATE: lambda r: r.pstate is not None,
+        Capability.CLOCK_EVENT_REASONS: lambda r: r.clock_event_reasons is not None,
+        Capability.PCIE_COUNTERS: lambda r: r.pcie_tx_bytes is not None,
+        Capability.GPM: lambda r: r.gpm is not None,
+        Capability.PROCESS_UTILIZATION: lambda r: any(
+            p.sm_utilization is not None for p in r.processes
+        ),
+    }
+    for capability, check in checks.items():
+        if any(check(r) for r in readings):
+            caps.add(capability)
+    return frozenset(caps)
+
+
+class _ReplayDevice:
+    def __init__(self, index: int, recording: Recording) -> None:
+        self.recording = recording
+        self.times = recording.times
+        readings = recording.readings
+        first, last = readings[0], readings[-1]
+        step = (self.times[-1] - self.times[0]) / max(len(readings) - 1, 1)
+        self.period = self.times[-1] - self.times[0] + step
+        self.energy_per_loop = _delta(first.energy_counter_joules, last.energy_counter_joules)
+        if last.energy_counter_joules is not None:
+            self.energy_per_loop += (last.best_power_watts() or 0.0) * step
+        self.tx_per_loop = _delta(first.pcie_tx_bytes, last.pcie_tx_bytes)
+        self.rx_per_loop = _delta(first.pcie_rx_bytes, last.pcie_rx_bytes)
+        ident = recording.identity
+        self.info = DeviceInfo(
+            index=index,
+            uuid=str(ident.get("uuid") or f"REPLAY-{index}-{recording.path.stem}"),
+            name=str(ident.get("name") or f"replay of {recording.path.name}"),
+            pci_bus_id=str((ident.get("pci") or {}).get("busId") or f"replay:{index}"),
+            memory_total_bytes=int(first.memory_total_bytes or 0),
+            power_limit_watts=(
+                ident["enforced_power_limit_mw"] / 1000.0
+                if "enforced_power_limit_mw" in ident
+                else None
+            ),
+            architecture={9: "hopper", 8: "ada", 7: "ampere"}.get(ident.get("arch", 0), "unknown"),
+            mig_enabled=False,
+            driver_version="replay",
+            capabilities=_capabilities(readings),
+        )
+
+    def at(self, elapsed: float, loop: bool) -> Reading:
+        """The latest sample at `elapsed` recording-seconds since the replay started."""
+        readings = self.recording.readings
+        if loop:
+            loops, offset = divmod(max(elapsed, 0.0), self.period)
+        else:
+            loops, offset = 0.0, min(max(elapsed, 0.0), self.period)
+        i = max(bisect.bisect_right(self.times, self.times[0] + offset) - 1, 0)
+        reading = readings[i]
+        if loops == 0:
+            return reading
+        return replace(
+            reading,
+            timestamp=reading.timestamp + loops * self.period,
+            energy_counter_joules=_shift(
+                reading.energy_counter_joules, loops * self.energy_per_loop
+            ),
+            pcie_tx_bytes=_shift_int(reading.pcie_tx_bytes, loops * self.tx_per_loop),
+            pcie_rx_bytes=_shift_int(reading.pcie_rx_bytes, loops * self.rx_per_loop),
+        )
+
+
+def _delta(first: float | None, last: float | None) -> float:
+    return 0.0 if first is None or last is None else float(last - first)
+
+
+def _shift(value: float | None, by: float) -> float | None:
+    return None if value is None else value + by
+
+
+def _shift_int(value: int | None, by: float) -> int | None:
+    return None if value is None else int(value + by)
+
+
+class ReplayBackend:
+    """One device per recording file, at real speed or `speed` times faster."""
+
+    name = "replay"
+
+    def __init__(
+        self,
+        files: list[Path],
+        speed: float = 1.0,
+        loop: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._files = files
+        self._speed = speed
+        self._loop = loop
+        self._clock = clock
+        self._devices: list[_ReplayDevice] = []
+        self._start = 0.0
+        self._ended_logged = False
+
+    def open(self) -> list[DeviceInfo]:
+        if not self._files:
+            raise BackendUnavailable("replay needs at least one recording file")
+        try:
+            self._devices = [_ReplayDevice(i, load_recording(f)) for i, f in enumerate(self._files)]
+        except RecordingError as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        self._start = self._clock()
+        return [d.info for d in self._devices]
+
+    def read(self, index: int, plan: ReadPlan) -> Reading:
+        device = self._devices[index]
+        elapsed = (self._clock() - self._start) * self._speed
+        if not self._loop and elapsed >= device.period and not self._ended_logged:
+            log.info("replay reached the end of its recordings; holding the last samples")
+            self._ended_logged = True
+        reading = device.at(elapsed, self._loop)
+        if not plan.energy_counter and reading.energy_counter_joules is not None:
+            reading = replace(reading, energy_counter_joules=None)
+        return reading
+
+    def close(self) -> None:
+        self._devices = []

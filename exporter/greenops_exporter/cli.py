@@ -1,0 +1,408 @@
+"""Commands: serve (default), check, analyze. Exit 2 on a config error, naming the key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from . import __version__
+from .analysis.energy import cumulative_energy, energy_source, window_energy
+from .backends import choose_backend
+from .backends.base import Backend, Capability
+from .backends.replay import RecordingError, load_recording
+from .backends.sim import ScenarioError
+from .collect import Collector, CollectSettings, Snapshot
+from .config import (
+    Config,
+    ConfigError,
+    dotted_overrides,
+    effective_yaml,
+    load_config,
+    parse_listen_address,
+)
+from .metrics import COLLECTOR_NAMES, SnapshotCollector
+
+log = logging.getLogger("greenops_exporter")
+
+COMMANDS = ("serve", "check", "analyze")
+
+# flag dest -> config key path
+FLAG_KEYS = {
+    "listen_address": "server.listen_address",
+    "backend": "backend.kind",
+    "scenario": "backend.sim.scenario",
+    "seed": "backend.sim.seed",
+    "replay": "backend.replay.files",
+    "replay_speed": "backend.replay.speed",
+    "replay_loop": "backend.replay.loop",
+    "collect_interval": "collect.interval_seconds",
+    "device_timeout": "collect.device_timeout_seconds",
+    "energy_anchor_interval": "collect.energy_anchor_seconds",
+    "process_utilization": "collect.process_utilization",
+    "hostname_label": "labels.hostname",
+    "hostname": "labels.hostname_value",
+    "log_level": "log_level",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("configuration (flags override GREENOPS_* and the file)")
+    g.add_argument("--config", type=Path, help="YAML config file")
+    g.add_argument("--print-config", action="store_true", help="print the effective config")
+    g.add_argument("--listen-address", help="HOST:PORT or :PORT (default :9479)")
+    g.add_argument("--backend", choices=["auto", "nvml", "sim", "replay"])
+    g.add_argument("--scenario", type=Path, help="sim scenario YAML (default: embedded demo)")
+    g.add_argument("--seed", type=int, help="sim random seed (default: the scenario's)")
+    g.add_argument("--replay", type=Path, nargs="+", metavar="FILE", help="recordings to replay")
+    g.add_argument("--replay-speed", type=float, help="replay speed factor (default 1)")
+    g.add_argument(
+        "--replay-loop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="loop recordings (default) or hold the last sample",
+    )
+    g.add_argument("--collect-interval", type=float, metavar="SECONDS")
+    g.add_argument("--device-timeout", type=float, metavar="SECONDS")
+    g.add_argument("--energy-anchor-interval", type=float, metavar="SECONDS")
+    g.add_argument("--process-utilization", choices=["when_shared", "always", "never"])
+    g.add_argument(
+        "--hostname-label",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add a hostname label to every GPU series (default on)",
+    )
+    g.add_argument("--hostname", help="hostname label value (default $NODE_NAME or hostname)")
+    g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    for name in COLLECTOR_NAMES:
+        g.add_argument(
+            f"--collector.{name}",
+            dest=f"collector_{name}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"render the {name} metrics (default on)",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenops-exporter",
+        description="GPU energy and efficiency exporter for Prometheus.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="collect and serve /metrics (the default)")
+    _config_flags(serve)
+    check = sub.add_parser("check", help="show the backend, devices, capabilities, one read")
+    _config_flags(check)
+    analyze = sub.add_parser("analyze", help="energy of windows of a recording, offline")
+    analyze.add_argument("recording", type=Path)
+    analyze.add_argument(
+        "--window",
+        action="append",
+        default=[],
+        metavar="START:END",
+        help="a window in the recording's t seconds (repeatable; default: all of it)",
+    )
+    analyze.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    flags: dict[str, Any] = {key: getattr(args, dest, None) for dest, key in FLAG_KEYS.items()}
+    for name in COLLECTOR_NAMES:
+        flags[f"collectors.{name}"] = getattr(args, f"collector_{name}", None)
+    if flags.get("backend.replay.files"):
+        flags["backend.replay.files"] = [str(p) for p in flags["backend.replay.files"]]
+    for key in ("backend.sim.scenario",):
+        if flags.get(key) is not None:
+            flags[key] = str(flags[key])
+    return load_config(args.config, overrides=dotted_overrides(flags))
+
+
+def hostname_label(config: Config) -> str | None:
+    if not config.labels.hostname:
+        return None
+    return config.labels.hostname_value or os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+def settings_from(config: Config) -> CollectSettings:
+    c = config.collect
+    return CollectSettings(
+        interval_seconds=c.interval_seconds,
+        device_timeout_seconds=c.timeout,
+        energy_anchor_seconds=c.energy_anchor_seconds,
+        process_utilization=c.process_utilization,
+        backend_retry_seconds=c.backend_retry_seconds,
+        gpm=config.collectors.gpm,
+        processes=config.collectors.processes,
+        mig=config.collectors.mig,
+    )
+
+
+def backend_from(config: Config) -> tuple[Backend, str]:
+    b = config.backend
+    try:
+        return choose_backend(
+            b.kind,
+            scenario=b.sim.scenario,
+            seed=b.sim.seed,
+            replay_files=b.replay.files,
+            replay_speed=b.replay.speed,
+            replay_loop=b.replay.loop,
+        )
+    except ScenarioError as exc:
+        raise ConfigError(f"backend.sim.scenario: {exc}") from exc
+
+
+# --- serve ------------------------------------------------------------------------------
+
+
+async def serve(config: Config) -> None:
+    backend, reason = backend_from(config)
+    log.info("backend %s: %s", backend.name, reason)
+    collector = Collector(backend, settings_from(config), reason)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        SnapshotCollector(
+            lambda: collector.snapshot, hostname_label(config), config.collectors.enabled()
+        )
+    )
+    ProcessCollector(namespace="greenops_exporter", registry=registry)
+
+    from aiohttp import web
+
+    from .server import make_app
+
+    app = make_app(registry, lambda: collector.snapshot, config.collect.interval_seconds)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = parse_listen_address(config.server.listen_address)
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    print(f"greenops-exporter {__version__} serving http://{shown}:{port}/metrics", flush=True)
+    log.info("listening on %s:%d", host, port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(collector.run(stop))
+    await stop.wait()
+    log.info("shutting down")
+    await task
+    await runner.cleanup()
+    await collector.close()
+
+
+# --- check ------------------------------------------------------------------------------
+
+
+async def _two_cycles(collector: Collector) -> Snapshot:
+    """Two reads a moment apart: GPM values exist only as a difference of two samples."""
+    await collector.collect_once()
+    await asyncio.sleep(0.3)
+    snap = await collector.collect_once()
+    await collector.close()
+    return snap
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value * scale:.{digits}f}{unit}"
+
+
+def check(config: Config) -> int:
+    backend, reason = backend_from(config)
+    snap = asyncio.run(_two_cycles(Collector(backend, settings_from(config), reason)))
+    print(f"backend: {snap.backend} ({reason})")
+    if not snap.backend_up:
+        print("backend unavailable: no device can be read")
+        return 1
+    if not snap.devices:
+        print("no device found")
+        return 1
+    for d in snap.devices:
+        info = d.info
+        print(f"\nGPU {info.index}: {info.name}  {info.uuid}  bus {info.pci_bus_id}")
+        print(
+            f"  architecture {info.architecture}, driver {info.driver_version}, "
+            f"memory {info.memory_total_bytes / 2**30:.1f} GiB, "
+            f"power limit {_fmt(info.power_limit_watts, unit=' W')}, "
+            f"MIG {'on' if info.mig_enabled else 'off'}"
+        )
+        supported = [c.value for c in Capability if info.supports(c)]
+        missing = [c.value for c in Capability if not info.supports(c)]
+        print(f"  supported:   {', '.join(supported)}")
+        print(f"  unsupported: {', '.join(missing) or '-'}")
+        r = d.reading
+        if r is None or not d.up:
+            print(f"  read failed: {d.stale_reason}")
+            continue
+        g = r.gpm
+        rows = [
+            ("power (average)", _fmt(r.power_watts, unit=" W")),
+            ("power (instant)", _fmt(r.power_instant_watts, unit=" W")),
+            ("energy counter", _fmt(r.energy_counter_joules, unit=" J")),
+            (
+                "utilization gpu/mem",
+                f"{_fmt(r.utilization_gpu, 100, 0)} % / {_fmt(r.utilization_memory, 100, 0)} %",
+            ),
+            (
+                "memory used",
+                f"{_fmt(r.memory_used_bytes, 2**-30, 2)} GiB of "
+                f"{_fmt(r.memory_total_bytes, 2**-30, 2)} GiB",
+            ),
+            ("temperature", _fmt(r.temperature_celsius, unit=" C", digits=0)),
+            (
+                "clocks sm/mem",
+                f"{_fmt(r.sm_clock_hertz, 1e-6, 0)} / {_fmt(r.memory_clock_hertz, 1e-6, 0)} MHz",
+            ),
+            ("P-state", f"P{r.pstate}" if r.pstate is not None else "-"),
+            (
+                "clock event reasons",
+                hex(r.clock_event_reasons) if r.clock_event_reasons is not None else "-",
+            ),
+            ("PCIe tx/rx bytes", f"{r.pcie_tx_bytes} / {r.pcie_rx_bytes}"),
+            (
+                "SM active / occupancy",
+                "-" if g is None else f"{_fmt(g.sm_active, 100)} % / {_fmt(g.sm_occupancy, 100)} %",
+            ),
+            (
+                "tensor / DRAM active",
+                "-"
+                if g is None
+                else f"{_fmt(g.tensor_active, 100)} % / {_fmt(g.dram_active, 100)} %",
+            ),
+            (
+                "processes",
+                ", ".join(
+                    f"{p.pid} {p.command} {_fmt(p.used_memory_bytes, 2**-30, 2)} GiB"
+                    for p in r.processes
+                )
+                or "-",
+            ),
+            (
+                "MIG devices",
+                ", ".join(f"GI {m.gpu_instance_id} {m.profile}" for m in r.mig_devices) or "-",
+            ),
+            ("read time", _fmt(d.read_seconds, 1000, 2, " ms")),
+        ]
+        for label, value in rows:
+            print(f"  {label:<22} {value}")
+    return 0
+
+
+# --- analyze ----------------------------------------------------------------------------
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise UsageError(f"--window {text!r}: expected START:END in seconds")
+    try:
+        start, end = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise UsageError(f"--window {text!r}: START and END must be numbers") from None
+    if end <= start:
+        raise UsageError(f"--window {text!r}: END must be after START")
+    return start, end
+
+
+def analyze(recording_path: Path, windows_text: Sequence[str], as_json: bool) -> int:
+    windows = [parse_window(w) for w in windows_text]
+    recording = load_recording(recording_path)
+    readings = recording.readings
+    times = recording.times
+    cumulative = cumulative_energy(readings)
+    if not windows:
+        windows = [(times[0], times[-1])]
+    results = [window_energy(times, cumulative, s, e) for s, e in windows]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "recording": str(recording_path),
+                    "energy_source": energy_source(readings).value,
+                    "windows": [
+                        {
+                            "start": w.start,
+                            "end": w.end,
+                            "seconds": round(w.seconds, 6),
+                            "energy_joules": round(w.energy_joules, 3),
+                            "mean_power_watts": round(w.mean_power_watts, 3),
+                        }
+                        for w in results
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"recording: {recording_path}  ({len(readings)} samples, "
+        f"{times[-1] - times[0]:.1f} s, energy from {energy_source(readings).value})"
+    )
+    print(f"{'start':>9} {'end':>9} {'seconds':>9} {'energy J':>11} {'mean W':>9}")
+    for w in results:
+        print(
+            f"{w.start:9.2f} {w.end:9.2f} {w.seconds:9.2f} {w.energy_joules:11.1f} "
+            f"{w.mean_power_watts:9.1f}"
+        )
+    return 0
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (
+        args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "serve")
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "analyze":
+            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+            return analyze(args.recording, args.window, args.json)
+        config = config_from_args(args)
+        logging.basicConfig(
+            level=config.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if args.print_config:
+            print(effective_yaml(config), end="")
+            return 0
+        if args.command == "check":
+            return check(config)
+        asyncio.run(serve(config))
+        return 0
+    except ConfigError as exc:
+        print(f"greenops-exporter: config error: {exc}", file=sys.stderr)
+        return 2
+    except (UsageError, RecordingError) as exc:
+        print(f"greenops-exporter: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the listen address is taken
+        print(f"greenops-exporter: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,287 @@
+"""The collection loop: read every device off the scrape path, publish an immutable Snapshot.
+
+Collection runs on its own clock rather than on scrape, deliberately: energy and
+class-time are integrals that need steady sampling whoever scrapes and how often; NVML
+reads are slow and sometimes hang; and several scrapers (an HA Prometheus pair) must see
+one consistent state. `/metrics` only renders the last Snapshot and never waits on NVML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .analysis.energy import EnergyMeter, EnergySource
+from .backends.base import (
+    Backend,
+    BackendUnavailable,
+    DeviceInfo,
+    DeviceReadError,
+    ProcessUtilizationPolicy,
+    Reading,
+    ReadPlan,
+)
+
+log = logging.getLogger(__name__)
+
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class CollectSettings:
+    interval_seconds: float = 1.0
+    device_timeout_seconds: float = 0.8
+    energy_anchor_seconds: float = 10.0
+    process_utilization: ProcessUtilizationPolicy = ProcessUtilizationPolicy.WHEN_SHARED
+    backend_retry_seconds: float = 10.0
+    gpm: bool = True
+    processes: bool = True
+    mig: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    info: DeviceInfo
+    up: bool
+    reading: Reading | None  # the last good reading (None before the first)
+    energy_joules_total: float
+    energy_source: EnergySource
+    energy_counter_resets: int
+    errors: Mapping[str, int]  # cumulative failures by NVML call (or "deadline")
+    last_success_unix: float | None
+    read_seconds: float | None
+    stale_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    backend: str
+    backend_reason: str
+    backend_up: bool
+    devices: tuple[DeviceSnapshot, ...] = ()
+    backend_errors: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    cycles_total: int = 0
+    cycle_seconds: float = 0.0
+    cycle_unix: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.cycles_total > 0
+
+
+@dataclass
+class _DeviceState:
+    info: DeviceInfo
+    meter: EnergyMeter = field(default_factory=EnergyMeter)
+    reading: Reading | None = None
+    up: bool = True
+    stale_reason: str = ""
+    errors: dict[str, int] = field(default_factory=dict)
+    last_success_unix: float | None = None
+    last_anchor: float | None = None
+    read_seconds: float | None = None
+    in_flight: concurrent.futures.Future[tuple[Reading, float]] | None = None
+
+    def count(self, call: str) -> None:
+        self.errors[call] = self.errors.get(call, 0) + 1
+
+    def snapshot(self) -> DeviceSnapshot:
+        return DeviceSnapshot(
+            info=self.info,
+            up=self.up,
+            reading=self.reading,
+            energy_joules_total=self.meter.total_joules,
+            energy_source=self.meter.source,
+            energy_counter_resets=self.meter.resets,
+            errors=MappingProxyType(dict(self.errors)),
+            last_success_unix=self.last_success_unix,
+            read_seconds=self.read_seconds,
+            stale_reason=self.stale_reason,
+        )
+
+
+class Collector:
+    """Owns the backend, one worker thread per device, and the current Snapshot."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        settings: CollectSettings | None = None,
+        backend_reason: str = "",
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.settings = settings or CollectSettings()
+        self.backend_reason = backend_reason
+        self._wall = wall_clock
+        self._monotonic = monotonic
+        self._devices: list[_DeviceState] = []
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._opened = False
+        self._next_open = 0.0
+        self._backend_errors: dict[str, int] = {}
+        self._cycles = 0
+        self.snapshot = Snapshot(backend.name, backend_reason, backend_up=False)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Open the backend, or note why not and try again later (a driver may load late)."""
+        if self._monotonic() < self._next_open:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.run_in_executor(None, self.backend.open)
+        except BackendUnavailable as exc:
+            self._backend_errors["open"] = self._backend_errors.get("open", 0) + 1
+            if self._backend_errors["open"] == 1:
+                log.error(
+                    "backend %s unavailable (retrying every %.0f s): %s",
+                    self.backend.name,
+                    self.settings.backend_retry_seconds,
+                    exc,
+                )
+            self._next_open = self._monotonic() + self.settings.backend_retry_seconds
+            return
+        self._devices = [_DeviceState(info) for info in infos]
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(len(infos), 1) + 2, thread_name_prefix="greenops-read"
+        )
+        self._opened = True
+        if self._backend_errors.get("open"):
+            log.info("backend %s is available now", self.backend.name)
+        log.info("backend %s: %d device(s)", self.backend.name, len(infos))
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._opened:
+            await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
+        self._opened = False
+
+    # --- one cycle ------------------------------------------------------------------------
+
+    def _plan(self, state: _DeviceState, now: float) -> ReadPlan:
+        s = self.settings
+        anchor = (
+            state.last_anchor is None
+            or not state.up
+            or now - state.last_anchor >= s.energy_anchor_seconds
+        )
+        return ReadPlan(
+            energy_counter=anchor,
+            process_utilization=s.process_utilization,
+            gpm=s.gpm,
+            processes=s.processes,
+            mig=s.mig,
+        )
+
+    def _timed_read(self, index: int, plan: ReadPlan) -> tuple[Reading, float]:
+        started = time.perf_counter()
+        reading = self.backend.read(index, plan)
+        return reading, time.perf_counter() - started
+
+    async def collect_once(self) -> Snapshot:
+        started = time.perf_counter()
+        if not self._opened:
+            await self._open()
+        if self._opened:
+            await self._read_all()
+        self._cycles += 1
+        self.snapshot = Snapshot(
+            backend=self.backend.name,
+            backend_reason=self.backend_reason,
+            backend_up=self._opened,
+            devices=tuple(d.snapshot() for d in self._devices),
+            backend_errors=MappingProxyType(dict(self._backend_errors)),
+            cycles_total=self._cycles,
+            cycle_seconds=time.perf_counter() - started,
+            cycle_unix=self._wall(),
+        )
+        return self.snapshot
+
+    async def _read_all(self) -> None:
+        assert self._executor is not None
+        now = self._monotonic()
+        pending: dict[asyncio.Future[tuple[Reading, float]], _DeviceState] = {}
+        for index, state in enumerate(self._devices):
+            if state.in_flight is not None and not state.in_flight.done():
+                # Still stuck in last cycle's read: never pile a second thread on it.
+                state.count("deadline")
+                self._mark_down(state, "read still hanging past its deadline")
+                continue
+            plan = self._plan(state, now)
+            submitted = self._executor.submit(self._timed_read, index, plan)
+            state.in_flight = submitted
+            pending[asyncio.wrap_future(submitted)] = state
+            if plan.energy_counter:
+                state.last_anchor = now
+        if not pending:
+            return
+        done, not_done = await asyncio.wait(pending, timeout=self.settings.device_timeout_seconds)
+        for late in not_done:
+            state = pending[late]
+            state.count("deadline")
+            state.last_anchor = None
+            self._mark_down(
+                state, f"read missed its {self.settings.device_timeout_seconds:g} s deadline"
+            )
+        for future in done:
+            state = pending[future]
+            state.in_flight = None
+            exc = future.exception()
+            if exc is None:
+                reading, seconds = future.result()
+                self._accept(state, reading, seconds)
+            elif isinstance(exc, DeviceReadError):
+                state.count(exc.call)
+                state.last_anchor = None
+                self._mark_down(state, str(exc))
+            else:
+                state.count("unexpected")
+                state.last_anchor = None
+                self._mark_down(state, f"unexpected {type(exc).__name__}: {exc}")
+
+    def _accept(self, state: _DeviceState, reading: Reading, seconds: float) -> None:
+        for call in reading.failed_calls:
+            state.count(call)
+        state.meter.update(reading)
+        state.reading = reading
+        state.read_seconds = seconds
+        state.last_success_unix = self._wall()
+        if not state.up:
+            log.info("GPU %d (%s) is back", state.info.index, state.info.uuid)
+        state.up = True
+        state.stale_reason = ""
+
+    def _mark_down(self, state: _DeviceState, reason: str) -> None:
+        if state.up:
+            log.warning("GPU %d (%s) is stale: %s", state.info.index, state.info.uuid, reason)
+        state.up = False
+        state.stale_reason = reason
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Collect at a steady interval until `stop` is set; late cycles are skipped, not
+        bunched, so a slow read never makes the loop spin."""
+        loop = asyncio.get_running_loop()
+        interval = self.settings.interval_seconds
+        next_tick = loop.time()
+        while not stop.is_set():
+            try:
+                await self.collect_once()
+            except Exception:  # the loop must outlive any single bad cycle
+                log.exception("collection cycle failed")
+            next_tick += interval
+            if next_tick < loop.time():
+                next_tick = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(next_tick - loop.time(), 0))

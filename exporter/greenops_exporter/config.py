@@ -1,0 +1,196 @@
+"""One typed config tree: YAML file, then GREENOPS_* environment variables, then flags.
+
+Validation is pydantic's (unknown keys forbidden), so every error can name its key path;
+the CLI turns a ConfigError into exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .backends.base import ProcessUtilizationPolicy
+from .validation import format_validation_error
+
+ENV_PREFIX = "GREENOPS_"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerConfig(_Section):
+    listen_address: str = ":9479"
+
+    @field_validator("listen_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+
+class SimConfig(_Section):
+    scenario: Path | None = None  # None: the embedded demo scenario
+    seed: int | None = None  # None: the scenario's own seed
+
+
+class ReplayConfig(_Section):
+    files: list[Path] = Field(default_factory=list)
+    speed: float = Field(default=1.0, gt=0)
+    loop: bool = True
+
+
+class BackendConfig(_Section):
+    kind: Literal["auto", "nvml", "sim", "replay"] = "auto"
+    sim: SimConfig = Field(default_factory=SimConfig)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+
+    @model_validator(mode="after")
+    def _replay_needs_files(self) -> BackendConfig:
+        if self.kind == "replay" and not self.replay.files:
+            raise ValueError("replay.files: the replay backend needs at least one recording")
+        return self
+
+
+class CollectConfig(_Section):
+    interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    device_timeout_seconds: float | None = Field(default=None, gt=0)  # None: 0.8 x interval
+    energy_anchor_seconds: float = Field(default=10.0, ge=0)
+    process_utilization: ProcessUtilizationPolicy = ProcessUtilizationPolicy.WHEN_SHARED
+    backend_retry_seconds: float = Field(default=10.0, gt=0)
+
+    @property
+    def timeout(self) -> float:
+        if self.device_timeout_seconds is not None:
+            return self.device_timeout_seconds
+        return 0.8 * self.interval_seconds
+
+
+class LabelsConfig(_Section):
+    hostname: bool = True
+    hostname_value: str | None = None  # None: $NODE_NAME, else the machine's hostname
+
+
+class CollectorsConfig(_Section):
+    gpu: bool = True
+    gpm: bool = True
+    pcie: bool = True
+    processes: bool = True
+    mig: bool = True
+
+    def enabled(self) -> list[str]:
+        return [name for name, on in self.model_dump().items() if on]
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """':9479' -> ('0.0.0.0', 9479); '127.0.0.1:0'; '[::1]:9479'."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep:
+        raise ValueError(f"expected HOST:PORT or :PORT, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port must be a number, got {port_text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0..65535, got {port}")
+    return host, port
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[path[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """GREENOPS_COLLECT__INTERVAL_SECONDS=2 -> {"collect": {"interval_seconds": 2}}.
+
+    Values are read as YAML scalars, so numbers, booleans and lists keep their types.
+    """
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        _set_path(tree, path, value)
+    return tree
+
+
+def load_config(
+    path: Path | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge file < environment < flags and validate once, naming the key path of any error."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping")
+        data = loaded or {}
+    data = _deep_merge(data, env_overrides(os.environ if environ is None else environ))
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+
+
+def dotted_overrides(pairs: Mapping[str, Any]) -> dict[str, Any]:
+    """{'collect.interval_seconds': 2} -> nested dict, dropping unset (None) flags."""
+    tree: dict[str, Any] = {}
+    for dotted, value in pairs.items():
+        if value is not None:
+            _set_path(tree, dotted.split("."), value)
+    return tree
+
+
+def effective_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
