@@ -114,7 +114,7 @@ class FakeNvml(types.ModuleType):
         self.calls[name] += 1
         if not self.initialized:
             self._raise(real.NVML_ERROR_UNINITIALIZED)
-        if handle is not None:
+        if handle is not None and not isinstance(handle, dict):  # dict: a MIG device
             index = handle.index if isinstance(handle, _Handle) else handle
             if index in self.hang:
                 self.hang[index].wait()

@@ -1,0 +1,112 @@
+"""Config: file < GREENOPS_* environment < flags; every error names its key path, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from greenops_exporter.cli import main
+from greenops_exporter.config import ConfigError, env_overrides, load_config, parse_listen_address
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    config = load_config(None, environ={})
+    assert config.server.listen_address == ":9479"
+    assert config.backend.kind == "auto"
+    assert config.collect.interval_seconds == 1.0
+    assert config.collect.timeout == pytest.approx(0.8)
+    assert config.collect.energy_anchor_seconds == 10.0
+    assert config.labels.hostname is True
+
+
+def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "collect:\n  interval_seconds: 5\n  energy_anchor_seconds: 20\n"
+        "backend:\n  kind: sim\nlabels:\n  hostname: false\n",
+    )
+    env = {
+        "GREENOPS_COLLECT__INTERVAL_SECONDS": "2",
+        "GREENOPS_LABELS__HOSTNAME": "true",
+        "UNRELATED": "x",
+    }
+    config = load_config(path, environ=env, overrides={"collect": {"interval_seconds": 0.5}})
+    assert config.collect.interval_seconds == 0.5  # flag wins
+    assert config.collect.energy_anchor_seconds == 20  # only the file set it
+    assert config.labels.hostname is True  # env beat the file
+    assert config.backend.kind == "sim"
+
+
+def test_env_values_keep_their_types() -> None:
+    tree = env_overrides(
+        {"GREENOPS_BACKEND__REPLAY__FILES": "[a.jsonl, b.jsonl]", "GREENOPS_LOG_LEVEL": "debug"}
+    )
+    assert tree == {"backend": {"replay": {"files": ["a.jsonl", "b.jsonl"]}}, "log_level": "debug"}
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("collect:\n  intervall_seconds: 2\n", {}, "collect.intervall_seconds: Extra inputs"),
+        ("collect:\n  interval_seconds: fast\n", {}, "collect.interval_seconds: Input should be"),
+        ("collect:\n  interval_seconds: -1\n", {}, "collect.interval_seconds: Input should be greater than 0"),
+        ("backend:\n  kind: cuda\n", {}, "backend.kind: Input should be 'auto', 'nvml', 'sim' or 'replay'"),
+        ("server:\n  listen_address: nonsense\n", {}, "server.listen_address"),
+        ("backend:\n  kind: replay\n", {}, "replay.files"),
+        ("", {"GREENOPS_COLLECT__BOGUS": "1"}, "collect.bogus: Extra inputs"),
+        ("- a\n- b\n", {}, "top level must be a mapping"),
+        ("collect: [\n", {}, "not valid YAML"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, text: str, env: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ=env)
+    assert message in str(err.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml", environ={})
+
+
+def test_cli_exits_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "collect:\n  interval_seconds: 0\n")
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "config error" in err and "collect.interval_seconds" in err
+    assert main(["--collect-interval", "-3", "--print-config"]) == 2
+    assert "collect.interval_seconds" in capsys.readouterr().err
+
+
+def test_cli_bad_scenario_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("gpus: [{model: nope}]\n")
+    assert main(["check", "--backend", "sim", "--scenario", str(scenario)]) == 2
+    assert "backend.sim.scenario" in capsys.readouterr().err
+
+
+def test_print_config_shows_the_effective_tree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GREENOPS_COLLECT__ENERGY_ANCHOR_SECONDS", "7")
+    path = write(tmp_path, "labels:\n  hostname_value: node-a\n")
+    assert main(["--config", str(path), "--backend", "sim", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "kind: sim" in out
+    assert "energy_anchor_seconds: 7.0" in out
+    assert "hostname_value: node-a" in out
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen_address(":9479") == ("0.0.0.0", 9479)
+    assert parse_listen_address("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_listen_address("[::1]:9479") == ("::1", 9479)
+    with pytest.raises(ValueError):
+        parse_listen_address("localhost:99999")

@@ -1,0 +1,161 @@
+"""Rendering: names follow Prometheus conventions, values are the snapshot's, nothing stale."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from fakenvml import FakeNvml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from greenops_exporter import metrics
+from greenops_exporter.backends.nvml import NvmlBackend
+from greenops_exporter.backends.sim import SimBackend, load_scenario
+from greenops_exporter.collect import CollectSettings, Collector, Snapshot
+from greenops_exporter.metrics import ALL_METRICS, SnapshotCollector
+
+UNIT_SUFFIXES = ("_watts", "_joules_total", "_bytes", "_bytes_total", "_ratio", "_celsius",
+                 "_hertz", "_seconds", "_seconds_total", "_info", "_total", "_per_second")
+
+
+def render(snap: Snapshot, hostname: str | None = "node-a", enabled=metrics.COLLECTOR_NAMES):
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: snap, hostname, enabled))
+    text = generate_latest(registry).decode()
+    return text, {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def sim_snapshot(cycles: int = 2) -> Snapshot:
+    now = [100.0]
+    backend = SimBackend(load_scenario(None), clock=lambda: now[0])
+    collector = Collector(backend, CollectSettings(), monotonic=lambda: now[0])
+
+    async def go() -> Snapshot:
+        snap = collector.snapshot
+        for _ in range(cycles):
+            now[0] += 1.0
+            snap = await collector.collect_once()
+        await collector.close()
+        return snap
+
+    return asyncio.run(go())
+
+
+def samples(families: dict, name: str) -> list:
+    base = name.removesuffix("_total")
+    return [s for s in families[base].samples if s.name == name]
+
+
+def test_names_units_and_help() -> None:
+    names = [m.name for m in ALL_METRICS]
+    assert len(names) == len(set(names))
+    for m in ALL_METRICS:
+        assert re.fullmatch(r"greenops_[a-z0-9_]+", m.name), m.name
+        assert m.help and m.help.endswith("."), m.name
+        if m.kind == "counter":
+            assert m.name.endswith("_total"), m.name
+        else:
+            assert not m.name.endswith("_total"), m.name
+        assert m.name.endswith(UNIT_SUFFIXES) or m.name in {
+            "greenops_gpu_up",
+            "greenops_backend_up",
+            "greenops_gpu_performance_state",
+            "greenops_gpu_clock_event_reason",
+            "greenops_gpu_capability_supported",
+            "greenops_scrape_collector_success",
+        }, m.name
+
+
+def test_every_exposed_family_is_declared_with_help() -> None:
+    text, families = render(sim_snapshot())
+    declared = {m.name.removesuffix("_total") for m in ALL_METRICS}
+    for name, family in families.items():
+        assert name in declared, name
+        assert family.documentation, name
+
+
+def test_values_come_from_the_snapshot() -> None:
+    snap = sim_snapshot()
+    _, families = render(snap)
+    by_gpu = {s.labels["gpu"]: s for s in samples(families, "greenops_gpu_power_watts")}
+    for d in snap.devices:
+        assert d.reading is not None
+        assert by_gpu[str(d.info.index)].value == pytest.approx(d.reading.power_watts)
+        assert by_gpu[str(d.info.index)].labels["uuid"] == d.info.uuid
+        assert by_gpu[str(d.info.index)].labels["hostname"] == "node-a"
+    energy = {s.labels["gpu"]: s.value for s in samples(families, "greenops_gpu_energy_joules_total")}
+    assert energy == {str(d.info.index): pytest.approx(d.energy_joules_total) for d in snap.devices}
+    assert all(v > 0 for v in energy.values())
+    procs = samples(families, "greenops_process_gpu_memory_bytes")
+    assert {(s.labels["pid"], s.labels["command"]) for s in procs} >= {("5202", "jupyter-kernel")}
+    sm = samples(families, "greenops_gpu_sm_active_ratio")
+    assert {s.labels["gpu"] for s in sm} == {"0", "1"}  # GPM only on the H100s
+    reasons = {s.labels["reason"]: s.value for s in samples(families, "greenops_gpu_clock_event_reason") if s.labels["gpu"] == "0"}
+    assert reasons["sw_power_cap"] == 1.0 and reasons["hw_thermal_slowdown"] == 0.0
+    [build] = samples(families, "greenops_build_info")
+    assert build.labels["version"]
+    [backend] = samples(families, "greenops_backend_info")
+    assert backend.labels["backend"] == "sim"
+    assert samples(families, "greenops_collection_cycles_total")[0].value == 2
+
+
+def test_hostname_label_can_be_switched_off() -> None:
+    _, families = render(sim_snapshot(), hostname=None)
+    assert all("hostname" not in s.labels for s in samples(families, "greenops_gpu_up"))
+
+
+def test_switched_off_collectors_export_nothing() -> None:
+    _, families = render(sim_snapshot(), enabled=["gpu"])
+    assert "greenops_process_gpu_memory_bytes" not in families
+    assert "greenops_gpu_sm_active_ratio" not in families
+    assert "greenops_gpu_power_watts" in families
+    ok = {s.labels["collector"] for s in samples(families, "greenops_scrape_collector_success")}
+    assert ok == {"gpu"}
+
+
+def test_a_failing_collector_does_not_fail_the_scrape(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(out: object, device: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(metrics._RENDERERS, "gpm", broken)
+    _, families = render(sim_snapshot())
+    success = {s.labels["collector"]: s.value for s in samples(families, "greenops_scrape_collector_success")}
+    assert success["gpm"] == 0.0 and success["gpu"] == 1.0
+    assert "greenops_gpu_power_watts" in families
+
+
+def test_stale_gpu_exports_up_0_and_keeps_its_counter_but_no_gauges() -> None:
+    fake = FakeNvml(devices=2)
+    collector = Collector(NvmlBackend(fake, clock=fake.clock), monotonic=fake.clock)
+
+    async def go() -> Snapshot:
+        fake.cursor = 100
+        await collector.collect_once()
+        fake.lost.add(1)
+        fake.cursor = 101
+        return await collector.collect_once()
+
+    snap = asyncio.run(go())
+    _, families = render(snap)
+    up = {s.labels["gpu"]: s.value for s in samples(families, "greenops_gpu_up")}
+    assert up == {"0": 1.0, "1": 0.0}
+    assert {s.labels["gpu"] for s in samples(families, "greenops_gpu_power_watts")} == {"0"}
+    assert {s.labels["gpu"] for s in samples(families, "greenops_gpu_energy_joules_total")} == {"0", "1"}
+    errors = samples(families, "greenops_collector_errors_total")
+    assert [(s.labels["gpu"], s.labels["call"], s.value) for s in errors] == [
+        ("1", "nvmlDeviceGetMemoryInfo", 1.0)
+    ]
+
+
+def test_unsupported_capabilities_export_no_series() -> None:
+    fake = FakeNvml()
+    collector = Collector(NvmlBackend(fake, clock=fake.clock), monotonic=fake.clock)
+    snap = asyncio.run(collector.collect_once())
+    _, families = render(snap)
+    caps = {s.labels["capability"]: s.value for s in samples(families, "greenops_gpu_capability_supported")}
+    assert caps["nvlink_counters"] == 0.0 and caps["gpm"] == 1.0
+    assert "greenops_gpu_nvlink_bytes" not in families
+    assert "greenops_gpu_nvlink_throughput_bytes_per_second" not in families
+    assert "greenops_gpu_pcie_bytes" in families

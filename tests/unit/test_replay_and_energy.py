@@ -1,0 +1,189 @@
+"""Replay of the H100 recording, and the energy arithmetic both online and offline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fakenvml import FIXTURES
+
+from greenops_exporter.analysis.energy import (
+    EnergyMeter,
+    EnergySource,
+    cumulative_energy,
+    energy_source,
+    interpolate,
+    window_energy,
+)
+from greenops_exporter.backends.base import BackendUnavailable, ReadPlan, Reading
+from greenops_exporter.backends.replay import RecordingError, ReplayBackend, load_recording
+
+TRACE = FIXTURES / "trace_a.jsonl"
+PHASES = json.loads((FIXTURES / "phases_a.json").read_text())["phases"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_recording_parses_into_readings_in_base_units() -> None:
+    rec = load_recording(TRACE)
+    assert len(rec.readings) == 883
+    first = rec.readings[0]
+    raw = json.loads(TRACE.read_text().splitlines()[0])
+    assert first.power_watts == pytest.approx(raw["power_mw"] / 1000)
+    assert first.energy_counter_joules == pytest.approx(raw["energy_mj"] / 1000)
+    assert first.utilization_gpu == raw["util_gpu"] / 100
+    assert first.gpm is not None and first.gpm.pcie_rx_bytes_per_second == pytest.approx(
+        raw["gpm"]["pcie_rx_mib_s"] * 2**20
+    )
+    assert rec.identity["name"] == "NVIDIA H100 80GB HBM3"  # probe.json beside the trace
+    assert set(rec.phases) >= {p["phase"] for p in PHASES}
+
+
+def test_replay_at_real_speed_and_faster() -> None:
+    clock = Clock()
+    rec = load_recording(TRACE)
+    t0 = rec.readings[0].timestamp
+    for speed, wait, expect in ((1.0, 20.0, 20.0), (10.0, 2.0, 20.0), (4.0, 5.0, 20.0)):
+        backend = ReplayBackend([TRACE], speed=speed, clock=clock)
+        [info] = backend.open()
+        assert info.name == "NVIDIA H100 80GB HBM3"
+        clock.now += wait
+        r = backend.read(0, ReadPlan())
+        assert expect - 0.11 <= r.timestamp - t0 <= expect
+
+
+def test_replay_loops_with_monotonic_counters() -> None:
+    clock = Clock()
+    backend = ReplayBackend([TRACE], speed=10.0, clock=clock)
+    backend.open()
+    readings = []
+    for _ in range(60):  # 60 x 0.5 s x 10 = 300 recording-seconds: three loops
+        clock.now += 0.5
+        readings.append(backend.read(0, ReadPlan()))
+    times = [r.timestamp for r in readings]
+    energy = [r.energy_counter_joules for r in readings]
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))
+    assert all(b >= a for a, b in zip(energy, energy[1:], strict=False))
+    assert times[-1] - times[0] > 250
+
+
+def test_replay_without_loop_holds_the_last_sample() -> None:
+    clock = Clock()
+    backend = ReplayBackend([TRACE], speed=100.0, loop=False, clock=clock)
+    backend.open()
+    clock.now += 10
+    a = backend.read(0, ReadPlan())
+    clock.now += 10
+    b = backend.read(0, ReadPlan())
+    assert a == b
+    assert a.timestamp == load_recording(TRACE).readings[-1].timestamp
+
+
+def test_replay_honours_the_energy_plan() -> None:
+    backend = ReplayBackend([TRACE], clock=Clock())
+    backend.open()
+    assert backend.read(0, ReadPlan(energy_counter=False)).energy_counter_joules is None
+
+
+def test_bad_recordings_name_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"t": 0, "power_mw": 1}\n{"power_mw": 2}\n')
+    with pytest.raises(RecordingError, match=r"bad.jsonl:2"):
+        load_recording(bad)
+    with pytest.raises(BackendUnavailable, match="bad.jsonl:2"):
+        ReplayBackend([bad]).open()
+    backwards = tmp_path / "back.jsonl"
+    backwards.write_text('{"t": 5}\n{"t": 1}\n')
+    with pytest.raises(RecordingError, match="time goes backwards"):
+        load_recording(backwards)
+
+
+# --- offline windows ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hide_counter", [False, True])
+def test_every_phase_energy_within_2_percent(hide_counter: bool) -> None:
+    readings = load_recording(TRACE).readings
+    if hide_counter:
+        readings = tuple(replace(r, energy_counter_joules=None) for r in readings)
+    assert energy_source(readings) is (
+        EnergySource.INSTANT_POWER if hide_counter else EnergySource.COUNTER
+    )
+    times = [r.timestamp for r in readings]
+    cumulative = cumulative_energy(readings)
+    for phase in PHASES:
+        w = window_energy(times, cumulative, phase["t0"], phase["t1"])
+        assert w.energy_joules == pytest.approx(phase["energy_j"], rel=0.02), phase["phase"]
+        # the last phase ends 30 ms after the last sample: the window is clamped to the data
+        assert w.seconds == pytest.approx(min(phase["t1"], times[-1]) - phase["t0"])
+
+
+def test_window_is_clamped_to_the_recording() -> None:
+    times = [0.0, 1.0, 2.0]
+    cumulative = [0.0, 100.0, 300.0]
+    assert window_energy(times, cumulative, -5, 10).energy_joules == 300.0
+    assert window_energy(times, cumulative, 0.5, 1.5).energy_joules == pytest.approx(150.0)
+    assert window_energy(times, cumulative, 5, 6).seconds == 0.0
+    assert interpolate(times, cumulative, 1.25) == pytest.approx(150.0)
+
+
+# --- the live meter -----------------------------------------------------------------------
+
+
+def r(t: float, watts: float, counter: float | None = None, instant: bool = True) -> Reading:
+    return Reading(
+        timestamp=t,
+        power_watts=watts,
+        power_instant_watts=watts if instant else None,
+        energy_counter_joules=counter,
+    )
+
+
+def test_meter_integrates_between_anchors_and_rebases_on_them() -> None:
+    m = EnergyMeter()
+    assert m.update(r(0, 100, counter=1000)) == 0
+    assert m.update(r(1, 100)) == pytest.approx(100)
+    assert m.update(r(2, 100)) == pytest.approx(100)
+    # the counter says 250 J went by, not 300: the meter holds until the counter catches up
+    assert m.update(r(3, 100, counter=1250)) == pytest.approx(50)
+    assert m.total_joules == pytest.approx(250)
+    assert m.source is EnergySource.COUNTER
+    m2 = EnergyMeter()
+    m2.update(r(0, 100, counter=1000))
+    m2.update(r(1, 100))
+    m2.update(r(2, 100))
+    assert m2.update(r(3, 100, counter=1150)) == 0  # integration ran ahead by 150 J
+    assert m2.total_joules == pytest.approx(200)  # never lowered
+    assert m2.update(r(4, 100)) == pytest.approx(50)  # held until the estimate passes it
+    assert m2.total_joules == pytest.approx(250)
+
+
+def test_meter_without_counter_uses_instant_then_average_power() -> None:
+    m = EnergyMeter()
+    m.update(r(0, 50))
+    m.update(r(2, 150))
+    assert m.total_joules == pytest.approx(200)
+    assert m.source is EnergySource.INSTANT_POWER
+    avg = EnergyMeter()
+    avg.update(r(0, 80, instant=False))
+    avg.update(r(10, 80, instant=False))
+    assert avg.total_joules == pytest.approx(800)
+    assert avg.source is EnergySource.AVERAGE_POWER
+
+
+def test_meter_counter_reset_counts_and_integrates() -> None:
+    m = EnergyMeter()
+    m.update(r(0, 100, counter=5000))
+    m.update(r(1, 100, counter=5100))
+    m.update(r(2, 100, counter=30))  # reset
+    m.update(r(3, 100, counter=130))
+    assert m.resets == 1
+    assert m.total_joules == pytest.approx(300)
