@@ -7,15 +7,15 @@ can be checked against the real counter, and faults injected between cycles.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 
 import pytest
 from fakenvml import FakeNvml
-
 from greenops_exporter.analysis.energy import EnergySource
 from greenops_exporter.backends import choose_backend
 from greenops_exporter.backends.nvml import NvmlBackend
-from greenops_exporter.collect import CollectSettings, Collector, Snapshot
+from greenops_exporter.collect import Collector, CollectSettings, Snapshot
 
 
 def make(fake: FakeNvml, **settings: float) -> Collector:
@@ -67,7 +67,9 @@ def test_energy_never_drifts_between_anchors() -> None:
             reading = snap.devices[0].reading
             assert reading is not None
             if reading.energy_counter_joules is not None:
-                pairs.append((snap.devices[0].energy_joules_total, reading.energy_counter_joules - start))
+                pairs.append(
+                    (snap.devices[0].energy_joules_total, reading.energy_counter_joules - start)
+                )
         return pairs
 
     pairs = asyncio.run(go())
@@ -91,7 +93,7 @@ def test_energy_counter_reset_is_not_a_negative_increase() -> None:
         return totals
 
     totals = asyncio.run(go())
-    assert all(b >= a for a, b in zip(totals, totals[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(totals))
     snap = collector.snapshot
     assert snap.devices[0].energy_counter_resets == 1
     truth = (fake.trace[199]["energy_mj"] - fake.trace[100]["energy_mj"]) / 1000
@@ -111,7 +113,10 @@ def test_gpu_lost_mid_run_and_back_while_the_other_carries_on() -> None:
     snap = cycle(collector)
     assert [d.up for d in snap.devices] == [True, False]
     assert snap.devices[1].errors == {"nvmlDeviceGetMemoryInfo": 1}
-    assert "GPU Is Lost" in snap.devices[1].stale_reason or "lost" in snap.devices[1].stale_reason.lower()
+    assert (
+        "GPU Is Lost" in snap.devices[1].stale_reason
+        or "lost" in snap.devices[1].stale_reason.lower()
+    )
     energy_before = snap.devices[1].energy_joules_total
 
     fake.cursor = 12

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from greenops_exporter.cli import main
 from greenops_exporter.config import ConfigError, env_overrides, load_config, parse_listen_address
 
@@ -56,8 +55,16 @@ def test_env_values_keep_their_types() -> None:
     [
         ("collect:\n  intervall_seconds: 2\n", {}, "collect.intervall_seconds: Extra inputs"),
         ("collect:\n  interval_seconds: fast\n", {}, "collect.interval_seconds: Input should be"),
-        ("collect:\n  interval_seconds: -1\n", {}, "collect.interval_seconds: Input should be greater than 0"),
-        ("backend:\n  kind: cuda\n", {}, "backend.kind: Input should be 'auto', 'nvml', 'sim' or 'replay'"),
+        (
+            "collect:\n  interval_seconds: -1\n",
+            {},
+            "collect.interval_seconds: Input should be greater than 0",
+        ),
+        (
+            "backend:\n  kind: cuda\n",
+            {},
+            "backend.kind: Input should be 'auto', 'nvml', 'sim' or 'replay'",
+        ),
         ("server:\n  listen_address: nonsense\n", {}, "server.listen_address"),
         ("backend:\n  kind: replay\n", {}, "replay.files"),
         ("", {"GREENOPS_COLLECT__BOGUS": "1"}, "collect.bogus: Extra inputs"),
@@ -72,7 +79,7 @@ def test_errors_name_the_key(tmp_path: Path, text: str, env: dict, message: str)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
         load_config(tmp_path / "nope.yaml", environ={})
 
 

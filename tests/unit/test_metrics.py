@@ -7,17 +7,28 @@ import re
 
 import pytest
 from fakenvml import FakeNvml
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
 from greenops_exporter import metrics
 from greenops_exporter.backends.nvml import NvmlBackend
 from greenops_exporter.backends.sim import SimBackend, load_scenario
-from greenops_exporter.collect import CollectSettings, Collector, Snapshot
+from greenops_exporter.collect import Collector, CollectSettings, Snapshot
 from greenops_exporter.metrics import ALL_METRICS, SnapshotCollector
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-UNIT_SUFFIXES = ("_watts", "_joules_total", "_bytes", "_bytes_total", "_ratio", "_celsius",
-                 "_hertz", "_seconds", "_seconds_total", "_info", "_total", "_per_second")
+UNIT_SUFFIXES = (
+    "_watts",
+    "_joules_total",
+    "_bytes",
+    "_bytes_total",
+    "_ratio",
+    "_celsius",
+    "_hertz",
+    "_seconds",
+    "_seconds_total",
+    "_info",
+    "_total",
+    "_per_second",
+)
 
 
 def render(snap: Snapshot, hostname: str | None = "node-a", enabled=metrics.COLLECTOR_NAMES):
@@ -69,7 +80,7 @@ def test_names_units_and_help() -> None:
 
 
 def test_every_exposed_family_is_declared_with_help() -> None:
-    text, families = render(sim_snapshot())
+    _, families = render(sim_snapshot())
     declared = {m.name.removesuffix("_total") for m in ALL_METRICS}
     for name, family in families.items():
         assert name in declared, name
@@ -85,14 +96,20 @@ def test_values_come_from_the_snapshot() -> None:
         assert by_gpu[str(d.info.index)].value == pytest.approx(d.reading.power_watts)
         assert by_gpu[str(d.info.index)].labels["uuid"] == d.info.uuid
         assert by_gpu[str(d.info.index)].labels["hostname"] == "node-a"
-    energy = {s.labels["gpu"]: s.value for s in samples(families, "greenops_gpu_energy_joules_total")}
+    energy = {
+        s.labels["gpu"]: s.value for s in samples(families, "greenops_gpu_energy_joules_total")
+    }
     assert energy == {str(d.info.index): pytest.approx(d.energy_joules_total) for d in snap.devices}
     assert all(v > 0 for v in energy.values())
     procs = samples(families, "greenops_process_gpu_memory_bytes")
     assert {(s.labels["pid"], s.labels["command"]) for s in procs} >= {("5202", "jupyter-kernel")}
     sm = samples(families, "greenops_gpu_sm_active_ratio")
     assert {s.labels["gpu"] for s in sm} == {"0", "1"}  # GPM only on the H100s
-    reasons = {s.labels["reason"]: s.value for s in samples(families, "greenops_gpu_clock_event_reason") if s.labels["gpu"] == "0"}
+    reasons = {
+        s.labels["reason"]: s.value
+        for s in samples(families, "greenops_gpu_clock_event_reason")
+        if s.labels["gpu"] == "0"
+    }
     assert reasons["sw_power_cap"] == 1.0 and reasons["hw_thermal_slowdown"] == 0.0
     [build] = samples(families, "greenops_build_info")
     assert build.labels["version"]
@@ -121,7 +138,10 @@ def test_a_failing_collector_does_not_fail_the_scrape(monkeypatch: pytest.Monkey
 
     monkeypatch.setitem(metrics._RENDERERS, "gpm", broken)
     _, families = render(sim_snapshot())
-    success = {s.labels["collector"]: s.value for s in samples(families, "greenops_scrape_collector_success")}
+    success = {
+        s.labels["collector"]: s.value
+        for s in samples(families, "greenops_scrape_collector_success")
+    }
     assert success["gpm"] == 0.0 and success["gpu"] == 1.0
     assert "greenops_gpu_power_watts" in families
 
@@ -142,7 +162,10 @@ def test_stale_gpu_exports_up_0_and_keeps_its_counter_but_no_gauges() -> None:
     up = {s.labels["gpu"]: s.value for s in samples(families, "greenops_gpu_up")}
     assert up == {"0": 1.0, "1": 0.0}
     assert {s.labels["gpu"] for s in samples(families, "greenops_gpu_power_watts")} == {"0"}
-    assert {s.labels["gpu"] for s in samples(families, "greenops_gpu_energy_joules_total")} == {"0", "1"}
+    assert {s.labels["gpu"] for s in samples(families, "greenops_gpu_energy_joules_total")} == {
+        "0",
+        "1",
+    }
     errors = samples(families, "greenops_collector_errors_total")
     assert [(s.labels["gpu"], s.labels["call"], s.value) for s in errors] == [
         ("1", "nvmlDeviceGetMemoryInfo", 1.0)
@@ -154,7 +177,10 @@ def test_unsupported_capabilities_export_no_series() -> None:
     collector = Collector(NvmlBackend(fake, clock=fake.clock), monotonic=fake.clock)
     snap = asyncio.run(collector.collect_once())
     _, families = render(snap)
-    caps = {s.labels["capability"]: s.value for s in samples(families, "greenops_gpu_capability_supported")}
+    caps = {
+        s.labels["capability"]: s.value
+        for s in samples(families, "greenops_gpu_capability_supported")
+    }
     assert caps["nvlink_counters"] == 0.0 and caps["gpm"] == 1.0
     assert "greenops_gpu_nvlink_bytes" not in families
     assert "greenops_gpu_nvlink_throughput_bytes_per_second" not in families

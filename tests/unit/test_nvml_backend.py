@@ -6,7 +6,6 @@ import math
 
 import pytest
 from fakenvml import FakeNvml, load_trace
-
 from greenops_exporter.backends.base import (
     BackendUnavailable,
     Capability,
@@ -158,7 +157,8 @@ def test_recorded_nan_is_dropped_too(fake: FakeNvml) -> None:
     nan_rows = [
         i
         for i, s in enumerate(fake.trace)
-        if i > 0 and isinstance(s["gpm"].get("dram_bw_util"), float)
+        if i > 0
+        and isinstance(s["gpm"].get("dram_bw_util"), float)
         and math.isnan(s["gpm"]["dram_bw_util"])
     ]
     assert nan_rows, "the recording holds NaN dram_bw_util samples"
@@ -204,7 +204,14 @@ def test_driver_unloaded_then_back(fake: FakeNvml) -> None:
 def test_mig_devices_are_listed(fake: FakeNvml) -> None:
     gib = 1 << 30
     fake.mig[0] = [
-        {"gi": 1, "ci": 0, "uuid": "MIG-a", "profile": "3g.40gb", "used": 5 * gib, "total": 40 * gib},
+        {
+            "gi": 1,
+            "ci": 0,
+            "uuid": "MIG-a",
+            "profile": "3g.40gb",
+            "used": 5 * gib,
+            "total": 40 * gib,
+        },
         {"gi": 2, "ci": 0, "uuid": "MIG-b", "profile": "1g.10gb", "used": 0, "total": 10 * gib},
     ]
     backend = NvmlBackend(fake, clock=fake.clock)

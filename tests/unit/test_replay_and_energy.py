@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fakenvml import FIXTURES
-
 from greenops_exporter.analysis.energy import (
     EnergyMeter,
     EnergySource,
@@ -17,7 +17,7 @@ from greenops_exporter.analysis.energy import (
     interpolate,
     window_energy,
 )
-from greenops_exporter.backends.base import BackendUnavailable, ReadPlan, Reading
+from greenops_exporter.backends.base import BackendUnavailable, Reading, ReadPlan
 from greenops_exporter.backends.replay import RecordingError, ReplayBackend, load_recording
 
 TRACE = FIXTURES / "trace_a.jsonl"
@@ -70,8 +70,8 @@ def test_replay_loops_with_monotonic_counters() -> None:
         readings.append(backend.read(0, ReadPlan()))
     times = [r.timestamp for r in readings]
     energy = [r.energy_counter_joules for r in readings]
-    assert all(b > a for a, b in zip(times, times[1:], strict=False))
-    assert all(b >= a for a, b in zip(energy, energy[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(times))
+    assert all(b >= a for a, b in itertools.pairwise(energy))
     assert times[-1] - times[0] > 250
 
 
@@ -98,7 +98,7 @@ def test_bad_recordings_name_file_and_line(tmp_path: Path) -> None:
     bad.write_text('{"t": 0, "power_mw": 1}\n{"power_mw": 2}\n')
     with pytest.raises(RecordingError, match=r"bad.jsonl:2"):
         load_recording(bad)
-    with pytest.raises(BackendUnavailable, match="bad.jsonl:2"):
+    with pytest.raises(BackendUnavailable, match=r"bad\.jsonl:2"):
         ReplayBackend([bad]).open()
     backwards = tmp_path / "back.jsonl"
     backwards.write_text('{"t": 5}\n{"t": 1}\n')

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from fakenvml import load_trace
-
 from greenops_exporter.analysis.energy import cumulative_energy
 from greenops_exporter.backends.base import Capability, ProcessUtilizationPolicy, ReadPlan
 from greenops_exporter.backends.sim import Scenario, ScenarioError, SimBackend, load_scenario
@@ -101,7 +100,9 @@ def test_energy_counter_agrees_with_the_power_a_scrape_sees() -> None:
             clock.now += 1.0
             readings.append(backend.read(index, ReadPlan()))
         counter = readings[-1].energy_counter_joules - readings[0].energy_counter_joules
-        no_counter = [r.__class__(**{**_fields(r), "energy_counter_joules": None}) for r in readings]
+        no_counter = [
+            r.__class__(**{**_fields(r), "energy_counter_joules": None}) for r in readings
+        ]
         integrated = cumulative_energy(no_counter)[-1]
         assert counter == pytest.approx(integrated, rel=0.02), index
 
@@ -130,7 +131,7 @@ def test_capabilities_follow_the_model() -> None:
     assert by_model["NVIDIA H100 80GB HBM3"].supports(Capability.GPM)
     assert not by_model["NVIDIA A100-SXM4-80GB"].supports(Capability.GPM)
     assert not by_model["NVIDIA L4"].supports(Capability.POWER_INSTANT)
-    l4 = [i for i in infos if i.name == "NVIDIA L4"][0]
+    l4 = by_model["NVIDIA L4"]
     assert backend.read(l4.index, ReadPlan()).power_instant_watts is None
 
 
@@ -198,7 +199,9 @@ def test_phases_follow_the_schedule_and_loop() -> None:
 def test_bursty_alternates_compute_and_idle_with_a_context() -> None:
     clock = Clock()
     bursty = {"phase": "bursty", "seconds": 100, "on_seconds": 2, "off_seconds": 3}
-    scenario = Scenario.model_validate({"gpus": [{"processes": [{"pid": 1}], "schedule": [bursty]}]})
+    scenario = Scenario.model_validate(
+        {"gpus": [{"processes": [{"pid": 1}], "schedule": [bursty]}]}
+    )
     backend = SimBackend(scenario, clock=clock)
     backend.open()
     start = clock.now

@@ -1,0 +1,264 @@
+"""The exporter as a process on 127.0.0.1: scraped over real HTTP, parsed, values asserted."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakenvml import FIXTURES
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Exporter:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GREENOPS_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "greenops_exporter",
+                "serve",
+                "--listen-address",
+                f"127.0.0.1:{self.port}",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+        request = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exporter exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("exporter never became ready")
+
+    def scrape(self) -> dict:
+        status, _, body = self.get("/metrics")
+        assert status == 200
+        return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+    def stop(self) -> tuple[int, float, str]:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        out = self.proc.stdout.read() if self.proc.stdout else ""
+        return code, time.monotonic() - started, out
+
+
+@pytest.fixture
+def sim() -> Iterator[Exporter]:
+    exporter = Exporter("--backend", "sim", "--collect-interval", "0.2", "--hostname", "node-x")
+    exporter.wait_ready()
+    yield exporter
+    if exporter.proc.poll() is None:
+        exporter.stop()
+
+
+def values(families: dict, name: str, label: str = "gpu") -> dict[str, float]:
+    base = name.removesuffix("_total")
+    return {s.labels[label]: s.value for s in families[base].samples if s.name == name}
+
+
+def test_scrape_sim_fleet(sim: Exporter) -> None:
+    first = sim.scrape()
+    assert values(first, "greenops_gpu_up") == {"0": 1, "1": 1, "2": 1, "3": 1}
+    models = {s.labels["gpu"]: s.labels["model"] for s in first["greenops_gpu_info"].samples}
+    assert models == {
+        "0": "NVIDIA H100 80GB HBM3",
+        "1": "NVIDIA H100 80GB HBM3",
+        "2": "NVIDIA A100-SXM4-80GB",
+        "3": "NVIDIA L4",
+    }
+    assert all(s.labels["hostname"] == "node-x" for s in first["greenops_gpu_power_watts"].samples)
+    power = values(first, "greenops_gpu_power_instant_watts")
+    assert 600 < power["0"] < 720  # H100 training: the recorded matmul phase draws ~698 W
+    assert 110 < power["1"] < 135  # idle, holding a context and 30 GiB
+    assert 150 < power["2"] < 250  # A100 memory-bound (49 % of its span, as recorded)
+    memory = values(first, "greenops_process_gpu_memory_bytes", "pid")
+    assert memory["5202"] == 30 * 2**30
+    assert first["greenops_backend_up"].samples[0].value == 1
+    [backend] = first["greenops_backend_info"].samples
+    assert backend.labels["backend"] == "sim"
+
+    e1 = values(first, "greenops_gpu_energy_joules_total")
+    t1 = time.monotonic()
+    time.sleep(1.5)
+    second = sim.scrape()
+    e2 = values(second, "greenops_gpu_energy_joules_total")
+    elapsed = time.monotonic() - t1
+    rate = (e2["0"] - e1["0"]) / elapsed
+    # energy grows at the GPU's power (collection ticks at 0.2 s: allow for one tick each end)
+    assert rate == pytest.approx(power["0"], rel=0.3)
+    cycles = second["greenops_collection_cycles"].samples[0].value
+    assert cycles >= 7
+
+
+def test_gzip_openmetrics_health_and_landing_page(sim: Exporter) -> None:
+    status, headers, body = sim.get("/metrics", {"Accept-Encoding": "gzip"})
+    assert status == 200 and headers.get("Content-Encoding") == "gzip"
+    assert b"greenops_gpu_energy_joules_total" in gzip.decompress(body)
+
+    status, headers, body = sim.get(
+        "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.rstrip().endswith(b"# EOF")
+
+    assert sim.get("/healthz")[0] == 200
+    assert sim.get("/readyz")[0] == 200
+    status, headers, body = sim.get("/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    page = body.decode()
+    for link in ("/metrics", "/healthz", "/readyz"):
+        assert f'href="{link}"' in page
+    assert "NVIDIA L4" in page
+    assert sim.get("/nope")[0] == 404
+
+
+def test_sigterm_stops_cleanly_within_a_second(sim: Exporter) -> None:
+    code, seconds, out = sim.stop()
+    assert code == 0
+    assert seconds < 1.5
+    assert "serving http://127.0.0.1:" in out
+    assert "simulating" not in out  # --backend sim was asked for, not fallen back to
+    assert "configured: sim" in out
+
+
+def test_auto_without_a_driver_says_it_simulates() -> None:
+    exporter = Exporter("--collect-interval", "0.5")
+    try:
+        exporter.wait_ready()
+        [backend] = exporter.scrape()["greenops_backend_info"].samples
+    finally:
+        _, _, out = exporter.stop()
+    if backend.labels["backend"] == "nvml":  # pragma: no cover - a machine with a GPU
+        pytest.skip("an NVIDIA driver is present here")
+    assert "simulating GPUs" in backend.labels["reason"]
+    assert "simulating GPUs from the embedded demo scenario" in out
+
+
+def test_replay_serves_the_recorded_h100() -> None:
+    exporter = Exporter(
+        "--backend",
+        "replay",
+        "--replay",
+        str(FIXTURES / "trace_a.jsonl"),
+        "--replay-speed",
+        "10",
+        "--collect-interval",
+        "0.1",
+    )
+    try:
+        exporter.wait_ready()
+        time.sleep(1.0)
+        families = exporter.scrape()
+    finally:
+        exporter.stop()
+    [info] = families["greenops_gpu_info"].samples
+    assert info.labels["model"] == "NVIDIA H100 80GB HBM3"
+    assert info.labels["uuid"] == "GPU-e8b6b100-c246-322a-802b-56ddb5cc4c04"
+    assert values(families, "greenops_gpu_up") == {"0": 1}
+    energy = values(families, "greenops_gpu_energy_joules_total")["0"]
+    # ~10 s of recording (the idle and context phases, 74-125 W) went by
+    assert 400 < energy < 2500
+    assert "greenops_gpu_sm_active_ratio" in families
+
+
+def test_nvml_backend_without_a_driver_keeps_serving() -> None:
+    exporter = Exporter("--backend", "nvml", "--collect-interval", "0.2")
+    try:
+        exporter.wait_ready()
+        families = exporter.scrape()
+        health = exporter.get("/healthz")[0]
+    finally:
+        exporter.stop()
+    up = families["greenops_backend_up"].samples[0].value
+    if up == 1:  # pragma: no cover - a machine with a GPU
+        pytest.skip("an NVIDIA driver is present here")
+    errors = {s.labels["operation"]: s.value for s in families["greenops_backend_errors"].samples}
+    assert errors["open"] >= 1
+    assert health == 200  # the process is healthy: it serves and retries NVML
+    assert "greenops_gpu_up" not in families
+
+
+def test_config_error_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("collect:\n  interval_seconds: 1\n  anchor: 3\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "greenops_exporter", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "collect.anchor" in result.stderr
+
+
+def test_check_command_on_sim() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "greenops_exporter", "check", "--backend", "sim"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "backend: sim" in out
+    assert out.count("\nGPU ") == 4
+    assert "unsupported: nvlink_counters, gpm, mig" in out  # the A100 in the demo
+    assert "power (instant)" in out and "SM active / occupancy" in out
+
+
+def test_check_without_devices_exits_1() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "greenops_exporter", "check", "--backend", "nvml"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if "backend unavailable" not in result.stdout:  # pragma: no cover - a machine with a GPU
+        pytest.skip("an NVIDIA driver is present here")
+    assert result.returncode == 1
