@@ -186,9 +186,10 @@ async def serve(config: Config) -> None:
 
     from aiohttp import web
 
-    from .server import make_app
+    from .server import ExpositionCache, make_app
 
-    app = make_app(registry, lambda: collector.snapshot, config.collect.interval_seconds)
+    cache = ExpositionCache(registry, lambda: collector.snapshot)
+    app = make_app(cache, lambda: collector.snapshot, config.collect.interval_seconds)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = parse_listen_address(config.server.listen_address)
@@ -204,7 +205,7 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(collector.run(stop))
+    task = asyncio.create_task(collector.run(stop, after_cycle=cache.prepare))
     await stop.wait()
     log.info("shutting down")
     await task

@@ -13,7 +13,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -269,15 +269,22 @@ class Collector:
 
     # --- the loop -------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        after_cycle: Callable[[Snapshot], Awaitable[None]] | None = None,
+    ) -> None:
         """Collect at a steady interval until `stop` is set; late cycles are skipped, not
-        bunched, so a slow read never makes the loop spin."""
+        bunched, so a slow read never makes the loop spin. `after_cycle` runs on each new
+        Snapshot (the server encodes /metrics there, off the scrape path)."""
         loop = asyncio.get_running_loop()
         interval = self.settings.interval_seconds
         next_tick = loop.time()
         while not stop.is_set():
             try:
-                await self.collect_once()
+                snapshot = await self.collect_once()
+                if after_cycle is not None:
+                    await after_cycle(snapshot)
             except Exception:  # the loop must outlive any single bad cycle
                 log.exception("collection cycle failed")
             next_tick += interval

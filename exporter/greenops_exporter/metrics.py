@@ -70,10 +70,10 @@ GPU_UP = _g(
     "greenops_gpu_up",
     "1 when the GPU's last read succeeded within its deadline, 0 when its values are stale.",
 )
-GPU_CAPABILITY = _g(
-    "greenops_gpu_capability_supported",
-    "1 when the GPU supports the capability (probed once at start), else 0; unsupported "
-    "capabilities export no series.",
+GPU_UNSUPPORTED = _g(
+    "greenops_gpu_unsupported_capability_info",
+    "A capability the GPU lacks (probed once at start): its metrics are absent, not errors; "
+    "always 1.",
     "capability",
 )
 POWER = _g(
@@ -343,7 +343,8 @@ def _render_gpu(out: _Families, d: DeviceSnapshot) -> None:
     )
     out.add(GPU_UP, 1 if d.up else 0, d)
     for capability in Capability:
-        out.add(GPU_CAPABILITY, 1 if info.supports(capability) else 0, d, capability.value)
+        if not info.supports(capability):
+            out.add(GPU_UNSUPPORTED, 1, d, capability.value)
     out.add(POWER_LIMIT, info.power_limit_watts, d)
     if d.energy_source.value != "none":
         out.add(ENERGY, d.energy_joules_total, d)

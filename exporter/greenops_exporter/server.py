@@ -1,17 +1,25 @@
-"""The HTTP face: /metrics (client_python's aiohttp handler), /healthz, /readyz and a landing page.
+"""The HTTP face: /metrics, /healthz, /readyz and a landing page.
 
 Nothing here reads a GPU: handlers look only at the collection loop's last Snapshot.
+/metrics is encoded by client_python (content negotiation: Prometheus text or OpenMetrics;
+aiohttp compresses when the scraper accepts gzip), and the encoded bytes are kept until the
+next Snapshot. The Snapshot changes once per collection cycle, so encoding it again for
+every scraper would only repeat work (6 ms for 630 series on a small CPU); the text format
+is encoded right after each cycle, in a worker thread, so that a scrape is a copy of bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from . import __version__
 from .collect import Snapshot
@@ -19,8 +27,51 @@ from .collect import Snapshot
 SnapshotSource = Callable[[], Snapshot]
 
 
+class _Selection(Collector):
+    """The registry's families whose name (or one of whose sample names) was asked for.
+
+    client_python's restricted_registry relies on describe(), which a Snapshot-driven
+    collector cannot answer ahead of the data, so the selection is made on collect.
+    """
+
+    def __init__(self, registry: CollectorRegistry, names: set[str]) -> None:
+        self._registry = registry
+        self._names = names
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            if family.name in self._names or any(s.name in self._names for s in family.samples):
+                yield family
+
+
+class ExpositionCache:
+    """Encoded /metrics bodies for the current Snapshot, one per exposition format."""
+
+    def __init__(self, registry: CollectorRegistry, snapshot: SnapshotSource) -> None:
+        self._registry = registry
+        self._snapshot = snapshot
+        self._for: Snapshot | None = None
+        self._bodies: dict[str, bytes] = {}
+
+    async def prepare(self, snapshot: Snapshot) -> None:
+        """Encode the text format for a new Snapshot before anyone asks for it."""
+        await asyncio.get_running_loop().run_in_executor(None, self.render, "", [])
+
+    def render(self, accept: str, names: list[str]) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        if names:  # ?name[]=... selects families: rare, never cached
+            return encoder(_Selection(self._registry, set(names))), content_type
+        current = self._snapshot()
+        if current is not self._for:
+            self._for, self._bodies = current, {}
+        body = self._bodies.get(content_type)
+        if body is None:
+            body = self._bodies[content_type] = encoder(self._registry)
+        return body, content_type
+
+
 def make_app(
-    registry: CollectorRegistry,
+    cache: ExpositionCache,
     snapshot: SnapshotSource,
     interval_seconds: float,
     monotonic: Callable[[], float] = time.monotonic,
@@ -40,6 +91,13 @@ def make_app(
         if quiet > allowed:
             return web.Response(status=503, text=f"collection loop silent for {quiet:.0f} s\n")
         return web.Response(text="ok\n")
+
+    async def metrics(request: web.Request) -> web.Response:
+        accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
+        body, content_type = cache.render(accept, request.query.getall("name[]", []))
+        response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+        response.enable_compression()
+        return response
 
     async def readyz(request: web.Request) -> web.Response:
         if snapshot().ready:
@@ -69,7 +127,7 @@ def make_app(
         return web.Response(text=body, content_type="text/html")
 
     app = web.Application()
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", index)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fakenvml import FIXTURES
 
 PHASES = json.loads((FIXTURES / "phases_a.json").read_text())["phases"]

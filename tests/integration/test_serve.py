@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakenvml import FIXTURES
 from prometheus_client.parser import text_string_to_metric_families
+
+from fakenvml import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 

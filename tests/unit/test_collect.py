@@ -11,6 +11,7 @@ import itertools
 import threading
 
 import pytest
+
 from fakenvml import FakeNvml
 from greenops_exporter.analysis.energy import EnergySource
 from greenops_exporter.backends import choose_backend

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from greenops_exporter.cli import main
 from greenops_exporter.config import ConfigError, env_overrides, load_config, parse_listen_address
 

@@ -6,14 +6,15 @@ import asyncio
 import re
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
 from fakenvml import FakeNvml
 from greenops_exporter import metrics
 from greenops_exporter.backends.nvml import NvmlBackend
 from greenops_exporter.backends.sim import SimBackend, load_scenario
 from greenops_exporter.collect import Collector, CollectSettings, Snapshot
 from greenops_exporter.metrics import ALL_METRICS, SnapshotCollector
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 UNIT_SUFFIXES = (
     "_watts",
@@ -74,7 +75,6 @@ def test_names_units_and_help() -> None:
             "greenops_backend_up",
             "greenops_gpu_performance_state",
             "greenops_gpu_clock_event_reason",
-            "greenops_gpu_capability_supported",
             "greenops_scrape_collector_success",
         }, m.name
 
@@ -177,11 +177,11 @@ def test_unsupported_capabilities_export_no_series() -> None:
     collector = Collector(NvmlBackend(fake, clock=fake.clock), monotonic=fake.clock)
     snap = asyncio.run(collector.collect_once())
     _, families = render(snap)
-    caps = {
-        s.labels["capability"]: s.value
-        for s in samples(families, "greenops_gpu_capability_supported")
+    missing = {
+        s.labels["capability"]
+        for s in samples(families, "greenops_gpu_unsupported_capability_info")
     }
-    assert caps["nvlink_counters"] == 0.0 and caps["gpm"] == 1.0
+    assert missing == {"nvlink_counters", "mig"}  # as the recorded H100 answered
     assert "greenops_gpu_nvlink_bytes" not in families
     assert "greenops_gpu_nvlink_throughput_bytes_per_second" not in families
     assert "greenops_gpu_pcie_bytes" in families

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from fakenvml import FakeNvml, load_trace
 from greenops_exporter.backends.base import (
     BackendUnavailable,

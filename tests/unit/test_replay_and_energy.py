@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from fakenvml import FIXTURES
 from greenops_exporter.analysis.energy import (
     EnergyMeter,

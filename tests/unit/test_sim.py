@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+
 from fakenvml import load_trace
 from greenops_exporter.analysis.energy import cumulative_energy
 from greenops_exporter.backends.base import Capability, ProcessUtilizationPolicy, ReadPlan

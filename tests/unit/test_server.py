@@ -1,0 +1,123 @@
+"""The aiohttp app on a real 127.0.0.1 socket: caching per Snapshot, readiness, liveness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from greenops_exporter.backends.sim import SimBackend, load_scenario
+from greenops_exporter.collect import Collector
+from greenops_exporter.metrics import SnapshotCollector
+from greenops_exporter.server import ExpositionCache, make_app
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 10.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def serve(test: Callable[[str, Collector, ExpositionCache, Clock], Awaitable[None]]) -> None:
+    clock = Clock()
+    collector = Collector(SimBackend(load_scenario(None), clock=clock), monotonic=clock)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: collector.snapshot, "h"))
+    cache = ExpositionCache(registry, lambda: collector.snapshot)
+    app = make_app(cache, lambda: collector.snapshot, 1.0, monotonic=clock)
+
+    async def go() -> None:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            await test(str(server.make_url("")), collector, cache, clock)
+        finally:
+            await server.close()
+            await collector.close()
+
+    asyncio.run(go())
+
+
+def test_ready_only_after_the_first_collection() -> None:
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        async with ClientSession() as http:
+            async with http.get(base + "/readyz") as r:
+                assert r.status == 503
+            await collector.collect_once()
+            async with http.get(base + "/readyz") as r:
+                assert r.status == 200
+
+    serve(test)
+
+
+def test_one_encoding_per_snapshot() -> None:
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        async with ClientSession() as http:
+            clock.now += 1
+            snap = await collector.collect_once()
+            await cache.prepare(snap)
+            bodies = []
+            for _ in range(3):
+                async with http.get(base + "/metrics") as r:
+                    bodies.append(await r.read())
+            assert bodies[0] == bodies[1] == bodies[2]
+            clock.now += 1
+            await collector.collect_once()
+            async with http.get(base + "/metrics") as r:
+                newer = await r.read()
+            assert newer != bodies[0]
+            cycles = {
+                f.name: f.samples[0].value for f in text_string_to_metric_families(newer.decode())
+            }["greenops_collection_cycles"]
+            assert cycles == 2
+
+    serve(test)
+
+
+def test_name_selection() -> None:
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        clock.now += 1
+        await collector.collect_once()
+        async with (
+            ClientSession() as http,
+            http.get(base + "/metrics?name[]=greenops_gpu_power_watts") as r,
+        ):
+            text = await r.text()
+        names = {f.name for f in text_string_to_metric_families(text)}
+        assert names == {"greenops_gpu_power_watts"}
+
+    serve(test)
+
+
+def test_healthz_fails_when_the_loop_goes_silent() -> None:
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        async with ClientSession() as http:
+            await collector.collect_once()
+            async with http.get(base + "/healthz") as r:
+                assert r.status == 200
+            clock.now += 30  # no cycle for 30 s: a wedged loop
+            async with http.get(base + "/healthz") as r:
+                assert r.status == 503
+                assert "silent" in await r.text()
+            await collector.collect_once()
+            async with http.get(base + "/healthz") as r:
+                assert r.status == 200
+
+    serve(test)
+
+
+def test_only_get_on_known_paths() -> None:
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        async with ClientSession() as http:
+            async with http.post(base + "/metrics") as r:
+                assert r.status == 405
+            async with http.get(base + "/admin") as r:
+                assert r.status == 404
+
+    serve(test)
