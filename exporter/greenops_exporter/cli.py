@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,9 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 1, unit: str = "
 
 def check(config: Config) -> int:
     backend, reason = backend_from(config)
-    snap = asyncio.run(_two_cycles(Collector(backend, settings_from(config), reason)))
+    # read every expensive value on both cycles: check is about what the GPU can report
+    settings = replace(settings_from(config), energy_anchor_seconds=0.0)
+    snap = asyncio.run(_two_cycles(Collector(backend, settings, reason)))
     print(f"backend: {snap.backend} ({reason})")
     if not snap.backend_up:
         print("backend unavailable: no device can be read")
