@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 import yaml
@@ -35,6 +35,22 @@ from greenops_exporter.backends import choose_backend  # noqa: E402
 from greenops_exporter.backends.sim import Scenario, SimBackend  # noqa: E402
 from greenops_exporter.collect import Collector, CollectSettings  # noqa: E402
 from greenops_exporter.metrics import SnapshotCollector  # noqa: E402
+
+
+class Row(NamedTuple):
+    size: str
+    gpus: int
+    cpu: float
+    encode: float
+    core_share: float
+    p50: float
+    p99: float
+    spaced_p50: float
+    spaced_max: float
+    rss: int
+    series: int
+    all_series: int
+
 
 PHASES = ["compute", "memory", "inference", "overhead", "io", "idle_context", "bursty", "idle"]
 
@@ -195,7 +211,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             spec = scenario(size) if args.backend == "sim" else None
-            cpu, wall, devices, encode = cpu_per_cycle(args.backend, spec, args.cycles)
+            cpu, _wall, devices, encode = cpu_per_cycle(args.backend, spec, args.cycles)
             if spec is not None:
                 path = Path(tmp) / f"{size}.yaml"
                 path.write_text(yaml.safe_dump(spec))
@@ -220,11 +236,10 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(10)
             rows.append(
-                (
+                Row(
                     size,
                     devices,
                     cpu,
-                    wall,
                     encode,
                     share,
                     p50,
@@ -249,26 +264,13 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for (
-        size,
-        devices,
-        cpu,
-        _wall,
-        encode,
-        share,
-        p50,
-        p99,
-        fresh50,
-        fresh99,
-        rss,
-        series,
-        all_series,
-    ) in rows:
+    for r in rows:
         print(
-            f"{size:<9} {devices:>4} {cpu * 1e3:>12.3f} {cpu * 1e3 / max(devices, 1):>10.3f} "
-            f"{encode * 1e3:>9.2f} {share * 100:>9.2f} {p50 * 1e3:>7.2f} {p99 * 1e3:>7.2f} "
-            f"{fresh50 * 1e3:>10.2f} {fresh99 * 1e3:>10.2f} {rss / 2**20:>7.1f} {series:>6} "
-            f"{all_series:>8}"
+            f"{r.size:<9} {r.gpus:>4} {r.cpu * 1e3:>12.3f} {r.cpu * 1e3 / max(r.gpus, 1):>10.3f} "
+            f"{r.encode * 1e3:>9.2f} {r.core_share * 100:>9.2f} {r.p50 * 1e3:>7.2f} "
+            f"{r.p99 * 1e3:>7.2f} {r.spaced_p50 * 1e3:>10.2f} {r.spaced_max * 1e3:>10.2f} "
+            f"{r.rss / 2**20:>7.1f} {r.series:>6} "
+            f"{r.all_series:>8}"
         )
     print(
         "\nCPU ms/cycle: process CPU (all threads) per collection cycle, measured in-process."

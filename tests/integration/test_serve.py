@@ -22,6 +22,15 @@ from fakenvml import FIXTURES
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "greenops_exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -228,23 +237,13 @@ def test_nvml_backend_without_a_driver_keeps_serving() -> None:
 def test_config_error_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("collect:\n  interval_seconds: 1\n  anchor: 3\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "greenops_exporter", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cli("--config", str(config))
     assert result.returncode == 2
     assert "collect.anchor" in result.stderr
 
 
 def test_check_command_on_sim() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "greenops_exporter", "check", "--backend", "sim"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cli("check", "--backend", "sim")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "backend: sim" in out
@@ -254,12 +253,7 @@ def test_check_command_on_sim() -> None:
 
 
 def test_check_without_devices_exits_1() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "greenops_exporter", "check", "--backend", "nvml"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cli("check", "--backend", "nvml")
     if "backend unavailable" not in result.stdout:  # pragma: no cover - a machine with a GPU
         pytest.skip("an NVIDIA driver is present here")
     assert result.returncode == 1
