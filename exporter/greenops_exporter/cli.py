@@ -152,6 +152,9 @@ def settings_from(config: Config) -> CollectSettings:
         gpm=config.collectors.gpm,
         processes=config.collectors.processes,
         mig=config.collectors.mig,
+        thresholds=config.analysis.bottleneck,
+        waste=config.analysis.waste(),
+        identity_expire_seconds=config.analysis.identity_expire_seconds,
     )
 
 

@@ -14,19 +14,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from .analysis.attribution import ExpiringTotals, IdleBaseline, PodKey, ProcessKey, split
+from .analysis.bottleneck import BottleneckClass, Signals, Thresholds
+from .analysis.efficiency import Efficiency
 from .analysis.energy import EnergyMeter, EnergySource
+from .analysis.waste import WasteSettings
 from .backends.base import (
     Backend,
     BackendUnavailable,
     DeviceInfo,
     DeviceReadError,
+    ProcessReading,
     ProcessUtilizationPolicy,
     Reading,
     ReadPlan,
 )
+from .gpu_models import idle_watts_estimate
+
+# Fills in pod, namespace and container of a process (kubelet pod-resources, cgroups).
+ProcessIdentifier = Callable[[DeviceInfo, Reading, ProcessReading], ProcessReading]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,29 @@ class CollectSettings:
     gpm: bool = True
     processes: bool = True
     mig: bool = True
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    waste: WasteSettings = field(default_factory=WasteSettings)
+    identity_expire_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Waste:
+    """A GPU's efficiency and waste accounts at one moment (immutable copies)."""
+
+    bottleneck: BottleneckClass | None = None
+    signals: Signals | None = None
+    class_seconds: Mapping[BottleneckClass, float] = field(default_factory=dict)
+    class_joules: Mapping[BottleneckClass, float] = field(default_factory=dict)
+    idle_joules_no_holder: float = 0.0
+    idle_joules_with_holder: float = 0.0
+    stranded: tuple[ProcessReading, ...] = ()
+    underutilization_ratio: float | None = None
+    pcie_tx_bytes_total: float = 0.0
+    pcie_rx_bytes_total: float = 0.0
+
+    @property
+    def stranded_bytes(self) -> int:
+        return sum(p.used_memory_bytes or 0 for p in self.stranded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +89,9 @@ class DeviceSnapshot:
     last_success_unix: float | None
     read_seconds: float | None
     stale_reason: str = ""
+    waste: Waste = field(default_factory=Waste)
+    process_energy: Mapping[ProcessKey, float] = field(default_factory=dict)
+    pod_energy: Mapping[PodKey, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +113,10 @@ class Snapshot:
 @dataclass
 class _DeviceState:
     info: DeviceInfo
+    efficiency: Efficiency
+    processes: ExpiringTotals[ProcessKey]
+    pods: ExpiringTotals[PodKey]
+    baseline: IdleBaseline
     meter: EnergyMeter = field(default_factory=EnergyMeter)
     reading: Reading | None = None
     up: bool = True
@@ -103,6 +142,24 @@ class _DeviceState:
             last_success_unix=self.last_success_unix,
             read_seconds=self.read_seconds,
             stale_reason=self.stale_reason,
+            waste=self._waste(),
+            process_energy=self.processes.snapshot(),
+            pod_energy=self.pods.snapshot(),
+        )
+
+    def _waste(self) -> Waste:
+        e = self.efficiency
+        return Waste(
+            bottleneck=e.current,
+            signals=e.signals,
+            class_seconds=dict(e.class_seconds),
+            class_joules=dict(e.class_joules),
+            idle_joules_no_holder=e.idle_joules_no_holder,
+            idle_joules_with_holder=e.idle_joules_with_holder,
+            stranded=e.stranded,
+            underutilization_ratio=e.underutilization_ratio,
+            pcie_tx_bytes_total=e.traffic.tx_bytes,
+            pcie_rx_bytes_total=e.traffic.rx_bytes,
         )
 
 
@@ -116,8 +173,10 @@ class Collector:
         backend_reason: str = "",
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        identify: ProcessIdentifier | None = None,
     ) -> None:
         self.backend = backend
+        self.identify = identify
         self.settings = settings or CollectSettings()
         self.backend_reason = backend_reason
         self._wall = wall_clock
@@ -128,6 +187,7 @@ class Collector:
         self._next_open = 0.0
         self._backend_errors: dict[str, int] = {}
         self._cycles = 0
+        self._pods: ExpiringTotals[PodKey] = ExpiringTotals(self.settings.identity_expire_seconds)
         self.snapshot = Snapshot(backend.name, backend_reason, backend_up=False)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -150,7 +210,17 @@ class Collector:
                 )
             self._next_open = self._monotonic() + self.settings.backend_retry_seconds
             return
-        self._devices = [_DeviceState(info) for info in infos]
+        s = self.settings
+        self._devices = [
+            _DeviceState(
+                info,
+                Efficiency(thresholds=s.thresholds, waste=s.waste),
+                ExpiringTotals(s.identity_expire_seconds),
+                ExpiringTotals(s.identity_expire_seconds),
+                IdleBaseline(idle_watts_estimate(info.name, info.power_limit_watts)),
+            )
+            for info in infos
+        ]
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(len(infos), 1) + 2, thread_name_prefix="greenops-read"
         )
@@ -194,6 +264,10 @@ class Collector:
             await self._open()
         if self._opened:
             await self._read_all()
+            now = self._monotonic()
+            for state in self._devices:
+                state.processes.expire(now)
+                state.pods.expire(now)
         self._cycles += 1
         self.snapshot = Snapshot(
             backend=self.backend.name,
@@ -252,7 +326,35 @@ class Collector:
     def _accept(self, state: _DeviceState, reading: Reading, seconds: float) -> None:
         for call in reading.failed_calls:
             state.count(call)
-        state.meter.update(reading)
+        if self.identify is not None and reading.processes:
+            identify = self.identify
+            reading = replace(
+                reading,
+                processes=tuple(identify(state.info, reading, p) for p in reading.processes),
+            )
+        previous = state.reading
+        joules = state.meter.update(reading)
+        state.efficiency.update(reading, joules)
+        seconds_since = 0.0 if previous is None else reading.timestamp - previous.timestamp
+        idle = state.baseline.idle_joules(reading, seconds_since)
+        now = self._monotonic()
+        for process, share in split(reading, joules, idle):
+            state.processes.add(
+                ProcessKey(
+                    state.info.uuid,
+                    process.pid,
+                    process.command,
+                    process.namespace,
+                    process.pod,
+                    process.container,
+                ),
+                share,
+                now,
+            )
+            if process.pod:
+                state.pods.add(
+                    PodKey(process.namespace, process.pod, process.container), share, now
+                )
         state.reading = reading
         state.read_seconds = seconds
         state.last_success_unix = self._wall()

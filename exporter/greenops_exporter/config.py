@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .analysis.bottleneck import Thresholds
+from .analysis.waste import WasteSettings
 from .backends.base import ProcessUtilizationPolicy
 from .validation import format_validation_error
 
@@ -75,6 +77,21 @@ class CollectConfig(_Section):
         return 0.8 * self.interval_seconds
 
 
+class AnalysisConfig(_Section):
+    bottleneck: Thresholds = Field(default_factory=Thresholds)
+    stranded_after_seconds: float = Field(default=600.0, ge=0)
+    underutilization_target: float = Field(default=0.8, gt=0, le=1)
+    underutilization_window_seconds: float = Field(default=300.0, gt=0)
+    identity_expire_seconds: float = Field(default=300.0, gt=0)
+
+    def waste(self) -> WasteSettings:
+        return WasteSettings(
+            stranded_after_seconds=self.stranded_after_seconds,
+            underutilization_target=self.underutilization_target,
+            underutilization_window_seconds=self.underutilization_window_seconds,
+        )
+
+
 class LabelsConfig(_Section):
     hostname: bool = True
     hostname_value: str | None = None  # None: $NODE_NAME, else the machine's hostname
@@ -82,6 +99,7 @@ class LabelsConfig(_Section):
 
 class CollectorsConfig(_Section):
     gpu: bool = True
+    efficiency: bool = True
     gpm: bool = True
     pcie: bool = True
     processes: bool = True
@@ -95,6 +113,7 @@ class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     collect: CollectConfig = Field(default_factory=CollectConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

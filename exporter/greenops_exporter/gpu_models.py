@@ -124,3 +124,20 @@ MODELS: dict[str, GpuModel] = {
         ),
     )
 }
+
+
+def model_by_name(name: str) -> GpuModel | None:
+    """The table's model whose NVML name this is, if any."""
+    for model in MODELS.values():
+        if model.name == name:
+            return model
+    return None
+
+
+def idle_watts_estimate(name: str, power_limit_watts: float | None) -> float | None:
+    """Idle board power: the table's when the model is known, else a quarter of the power
+    limit (idle is 11 % of the limit on an H100, 14 % on an A100, 22 % on an L4)."""
+    model = model_by_name(name)
+    if model is not None:
+        return model.idle_watts
+    return None if power_limit_watts is None else 0.25 * power_limit_watts

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .analysis.bottleneck import BottleneckClass
 from .backends.base import Capability
 from .collect import DeviceSnapshot, Snapshot
 
@@ -164,6 +165,73 @@ GPM_NVLINK_RATE = _g(
     "NVLink traffic over the last interval by direction (GPM), in bytes per second.",
     "direction",
 )
+# --- efficiency and waste --------------------------------------------------------------
+BOTTLENECK = _g(
+    "greenops_gpu_bottleneck",
+    "1 for the class that holds the GPU back over the last interval (idle, compute, memory, "
+    "io, overhead), 0 for the others.",
+    "class",
+)
+BOTTLENECK_SIGNALS = _g(
+    "greenops_gpu_bottleneck_signals_info",
+    "Which signals decided the bottleneck class: gpm (SM, tensor, DRAM activity) or basic "
+    "(utilisation and PCIe counters); always 1.",
+    "signals",
+)
+BOTTLENECK_SECONDS = _c(
+    "greenops_gpu_bottleneck_seconds_total",
+    "Seconds the GPU spent in each bottleneck class.",
+    "class",
+)
+BOTTLENECK_ENERGY = _c(
+    "greenops_gpu_bottleneck_energy_joules_total",
+    "Joules the GPU spent in each bottleneck class.",
+    "class",
+)
+IDLE_ENERGY = _c(
+    "greenops_gpu_idle_energy_joules_total",
+    "Joules spent idle, by whether a process held a context or memory meanwhile "
+    "(holder=process) or not (holder=none).",
+    "holder",
+)
+STRANDED_MEMORY = _g(
+    "greenops_gpu_stranded_memory_bytes",
+    "Device memory held by processes on a GPU idle for longer than the stranded-after time, "
+    "in bytes.",
+)
+PROCESS_STRANDED_MEMORY = _g(
+    "greenops_process_stranded_memory_bytes",
+    "Device memory a process holds on a GPU idle for longer than the stranded-after time, "
+    "in bytes.",
+    "pid",
+    "command",
+    "namespace",
+    "pod",
+    "container",
+)
+UNDERUTILIZATION = _g(
+    "greenops_gpu_underutilization_ratio",
+    "max(0, (target - activity) / target) with activity the SM activity (GPM) or "
+    "utilisation averaged over the configured window, 0..1.",
+)
+PROCESS_ENERGY = _c(
+    "greenops_process_energy_joules_total",
+    "Joules attributed to a process: its GPU's energy split among the GPU's processes by SM "
+    "share (active part) and evenly (idle part). Ended processes expire.",
+    "pid",
+    "command",
+    "namespace",
+    "pod",
+    "container",
+)
+POD_ENERGY = _c(
+    "greenops_pod_energy_joules_total",
+    "Joules attributed to a pod's container on this GPU (the sum of its processes' shares). "
+    "Ended pods expire.",
+    "namespace",
+    "pod",
+    "container",
+)
 # --- processes and MIG -----------------------------------------------------------------
 PROCESS_MEMORY = _g(
     "greenops_process_gpu_memory_bytes",
@@ -295,7 +363,7 @@ PIPES = (
 )
 
 # Collectors that can be switched off. The "exporter" self-metrics are always on.
-COLLECTOR_NAMES = ("gpu", "gpm", "pcie", "processes", "mig")
+COLLECTOR_NAMES = ("gpu", "efficiency", "gpm", "pcie", "processes", "mig")
 
 
 class _Families:
@@ -389,13 +457,57 @@ def _render_pcie(out: _Families, d: DeviceSnapshot) -> None:
     r = d.reading
     if r is None:  # counters keep their last value while a GPU is stale
         return
-    out.add(PCIE_BYTES, r.pcie_tx_bytes, d, "tx")
-    out.add(PCIE_BYTES, r.pcie_rx_bytes, d, "rx")
+    if d.info.supports(Capability.PCIE_COUNTERS) or d.info.supports(Capability.GPM):
+        out.add(PCIE_BYTES, d.waste.pcie_tx_bytes_total, d, "tx")
+        out.add(PCIE_BYTES, d.waste.pcie_rx_bytes_total, d, "rx")
     out.add(NVLINK_BYTES, r.nvlink_tx_bytes, d, "tx")
     out.add(NVLINK_BYTES, r.nvlink_rx_bytes, d, "rx")
 
 
+def _render_efficiency(out: _Families, d: DeviceSnapshot) -> None:
+    w = d.waste
+    if w.bottleneck is None:
+        return
+    for cls in BottleneckClass:
+        out.add(BOTTLENECK_SECONDS, w.class_seconds.get(cls, 0.0), d, cls.value)
+        out.add(BOTTLENECK_ENERGY, w.class_joules.get(cls, 0.0), d, cls.value)
+    out.add(IDLE_ENERGY, w.idle_joules_no_holder, d, "none")
+    out.add(IDLE_ENERGY, w.idle_joules_with_holder, d, "process")
+    if not d.up:
+        return  # no stale state presented as current
+    for cls in BottleneckClass:
+        out.add(BOTTLENECK, 1 if cls is w.bottleneck else 0, d, cls.value)
+    if w.signals is not None:
+        out.add(BOTTLENECK_SIGNALS, 1, d, w.signals.value)
+    out.add(STRANDED_MEMORY, w.stranded_bytes, d)
+    for p in w.stranded:
+        out.add(
+            PROCESS_STRANDED_MEMORY,
+            p.used_memory_bytes,
+            d,
+            str(p.pid),
+            p.command,
+            p.namespace,
+            p.pod,
+            p.container,
+        )
+    out.add(UNDERUTILIZATION, w.underutilization_ratio, d)
+
+
 def _render_processes(out: _Families, d: DeviceSnapshot) -> None:
+    for key, joules in d.process_energy.items():
+        out.add(
+            PROCESS_ENERGY,
+            joules,
+            d,
+            str(key.pid),
+            key.command,
+            key.namespace,
+            key.pod,
+            key.container,
+        )
+    for pod, joules in d.pod_energy.items():
+        out.add(POD_ENERGY, joules, d, pod.namespace, pod.pod, pod.container)
     if d.reading is None or not d.up:
         return
     for p in d.reading.processes:
@@ -416,6 +528,7 @@ def _render_mig(out: _Families, d: DeviceSnapshot) -> None:
 
 _RENDERERS: dict[str, Callable[[_Families, DeviceSnapshot], None]] = {
     "gpu": _render_gpu,
+    "efficiency": _render_efficiency,
     "gpm": _render_gpm,
     "pcie": _render_pcie,
     "processes": _render_processes,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from greenops_exporter.cli import build_parser
 from greenops_exporter.config import Config
-from greenops_exporter.metrics import ALL_METRICS
+from greenops_exporter.metrics import ALL_METRICS, COLLECTOR_NAMES
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -19,6 +20,8 @@ def keys(model: type[BaseModel], prefix: str = "") -> list[str]:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out += keys(annotation, f"{prefix}{name}.")
+        elif dataclasses.is_dataclass(annotation):
+            out += [f"{prefix}{name}.{f.name}" for f in dataclasses.fields(annotation)]
         else:
             out.append(prefix + name)
     return out
@@ -31,7 +34,7 @@ def test_every_metric_is_documented() -> None:
 
 def test_every_config_key_is_documented() -> None:
     assert len(keys(Config)) > 15
-    collectors = {f"collectors.{n}" for n in ("gpu", "gpm", "pcie", "processes", "mig")}
+    collectors = {f"collectors.{n}" for n in COLLECTOR_NAMES}
     missing = [k for k in keys(Config) if f"`{k}`" not in README and k not in collectors]
     assert missing == []
     assert "`collectors.gpu` … `collectors.mig`" in README

@@ -72,6 +72,7 @@ def test_names_units_and_help() -> None:
             assert not m.name.endswith("_total"), m.name
         assert m.name.endswith(UNIT_SUFFIXES) or m.name in {
             "greenops_gpu_up",
+            "greenops_gpu_bottleneck",
             "greenops_backend_up",
             "greenops_gpu_performance_state",
             "greenops_gpu_clock_event_reason",
