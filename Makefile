@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench protos clean
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -41,6 +41,11 @@ test: $(VENV)/.test-deps
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# Regenerate the kubelet pod-resources stubs (a test fails when they are stale).
+protos: $(VENV)/.test-deps
+	$(PY) -m grpc_tools.protoc -I exporter --python_out=exporter --pyi_out=exporter \
+	  --grpc_python_out=exporter exporter/greenops_exporter/sources/podresources/api.proto
 
 bench: $(VENV)/.run-deps
 	$(PY) bench/bench_exporter.py

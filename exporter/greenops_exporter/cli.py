@@ -33,6 +33,9 @@ from .config import (
     parse_listen_address,
 )
 from .metrics import COLLECTOR_NAMES, SnapshotCollector
+from .sources.base import PolledSource
+from .sources.cgroups import CgroupReader
+from .sources.kubelet import KubeletPodResources, ProcessIdentifier
 
 log = logging.getLogger("greenops_exporter")
 
@@ -176,10 +179,25 @@ def backend_from(config: Config) -> tuple[Backend, str]:
 # --- serve ------------------------------------------------------------------------------
 
 
+def kubernetes_from(config: Config) -> tuple[ProcessIdentifier | None, list[PolledSource[Any]]]:
+    """The pod-resources source (when wanted) and the process identifier built on it."""
+    k = config.kubernetes
+    kubelet = None
+    if k.pod_resources == "on" or (k.pod_resources == "auto" and k.pod_resources_socket.exists()):
+        kubelet = KubeletPodResources(k.pod_resources_socket, k.poll_seconds, k.timeout_seconds)
+    cgroups = CgroupReader(k.proc_root) if k.cgroups else None
+    if kubelet is None and cgroups is None:
+        return None, []
+    return ProcessIdentifier(kubelet, cgroups), [kubelet] if kubelet else []
+
+
 async def serve(config: Config) -> None:
     backend, reason = backend_from(config)
     log.info("backend %s: %s", backend.name, reason)
-    collector = Collector(backend, settings_from(config), reason)
+    identify, sources = kubernetes_from(config)
+    collector = Collector(
+        backend, settings_from(config), reason, identify=identify, sources=sources
+    )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         SnapshotCollector(
@@ -210,9 +228,13 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(collector.run(stop, after_cycle=cache.prepare))
+    source_tasks = [asyncio.create_task(source.run(stop)) for source in sources]
     await stop.wait()
     log.info("shutting down")
     await task
+    for source_task in source_tasks:
+        source_task.cancel()
+    await asyncio.gather(*source_tasks, return_exceptions=True)
     await runner.cleanup()
     await collector.close()
 

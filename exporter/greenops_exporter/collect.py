@@ -13,9 +13,10 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from .analysis.attribution import ExpiringTotals, IdleBaseline, PodKey, ProcessKey, split
 from .analysis.bottleneck import BottleneckClass, Signals, Thresholds
@@ -33,6 +34,7 @@ from .backends.base import (
     ReadPlan,
 )
 from .gpu_models import idle_watts_estimate
+from .sources.base import PolledSource, SourceStatus
 
 # Fills in pod, namespace and container of a process (kubelet pod-resources, cgroups).
 ProcessIdentifier = Callable[[DeviceInfo, Reading, ProcessReading], ProcessReading]
@@ -104,6 +106,7 @@ class Snapshot:
     cycles_total: int = 0
     cycle_seconds: float = 0.0
     cycle_unix: float | None = None
+    sources: tuple[SourceStatus, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -174,9 +177,11 @@ class Collector:
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         identify: ProcessIdentifier | None = None,
+        sources: Sequence[PolledSource[Any]] = (),
     ) -> None:
         self.backend = backend
         self.identify = identify
+        self.sources = list(sources)
         self.settings = settings or CollectSettings()
         self.backend_reason = backend_reason
         self._wall = wall_clock
@@ -254,8 +259,15 @@ class Collector:
         )
 
     def _timed_read(self, index: int, plan: ReadPlan) -> tuple[Reading, float]:
+        """Runs in a worker thread: the backend's calls and the /proc reads of `identify`."""
         started = time.perf_counter()
         reading = self.backend.read(index, plan)
+        if self.identify is not None and reading.processes:
+            info = self._devices[index].info
+            identify = self.identify
+            reading = replace(
+                reading, processes=tuple(identify(info, reading, p) for p in reading.processes)
+            )
         return reading, time.perf_counter() - started
 
     async def collect_once(self) -> Snapshot:
@@ -278,6 +290,7 @@ class Collector:
             cycles_total=self._cycles,
             cycle_seconds=time.perf_counter() - started,
             cycle_unix=self._wall(),
+            sources=tuple(source.status() for source in self.sources),
         )
         return self.snapshot
 
@@ -326,12 +339,6 @@ class Collector:
     def _accept(self, state: _DeviceState, reading: Reading, seconds: float) -> None:
         for call in reading.failed_calls:
             state.count(call)
-        if self.identify is not None and reading.processes:
-            identify = self.identify
-            reading = replace(
-                reading,
-                processes=tuple(identify(state.info, reading, p) for p in reading.processes),
-            )
         previous = state.reading
         joules = state.meter.update(reading)
         state.efficiency.update(reading, joules)
@@ -347,6 +354,7 @@ class Collector:
                     process.namespace,
                     process.pod,
                     process.container,
+                    process.container_id,
                 ),
                 share,
                 now,

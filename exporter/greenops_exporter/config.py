@@ -92,6 +92,15 @@ class AnalysisConfig(_Section):
         )
 
 
+class KubernetesConfig(_Section):
+    pod_resources: Literal["auto", "on", "off"] = "auto"  # auto: when the socket exists
+    pod_resources_socket: Path = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
+    poll_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = Field(default=2.0, gt=0)
+    cgroups: bool = True
+    proc_root: Path = Path("/proc")
+
+
 class LabelsConfig(_Section):
     hostname: bool = True
     hostname_value: str | None = None  # None: $NODE_NAME, else the machine's hostname
@@ -114,6 +123,7 @@ class Config(_Section):
     backend: BackendConfig = Field(default_factory=BackendConfig)
     collect: CollectConfig = Field(default_factory=CollectConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

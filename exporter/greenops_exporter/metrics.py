@@ -223,6 +223,7 @@ PROCESS_ENERGY = _c(
     "namespace",
     "pod",
     "container",
+    "container_id",
 )
 POD_ENERGY = _c(
     "greenops_pod_energy_joules_total",
@@ -324,6 +325,27 @@ GPU_READ_DURATION = _g(
 GPU_LAST_SUCCESS = _g(
     "greenops_gpu_last_success_timestamp_seconds",
     "Unix time of the GPU's last successful read.",
+)
+SOURCE_UP = _g(
+    "greenops_source_up",
+    "1 when the source's last fetch succeeded (kubelet, inference server, carbon API), else 0.",
+    "kind",
+    "name",
+    gpu=False,
+)
+SOURCE_ERRORS = _c(
+    "greenops_source_errors_total",
+    "Failed fetches of the source; it backs off and keeps its last good value.",
+    "kind",
+    "name",
+    gpu=False,
+)
+SOURCE_AGE = _g(
+    "greenops_source_age_seconds",
+    "Seconds since the source's last good fetch.",
+    "kind",
+    "name",
+    gpu=False,
 )
 SCRAPE_COLLECTOR_SUCCESS = _g(
     "greenops_scrape_collector_success",
@@ -505,6 +527,7 @@ def _render_processes(out: _Families, d: DeviceSnapshot) -> None:
             key.namespace,
             key.pod,
             key.container,
+            key.container_id,
         )
     for pod, joules in d.pod_energy.items():
         out.add(POD_ENERGY, joules, d, pod.namespace, pod.pod, pod.container)
@@ -586,6 +609,10 @@ class SnapshotCollector(Collector):
         out.add(COLLECTION_CYCLES, snap.cycles_total)
         out.add(COLLECTION_DURATION, snap.cycle_seconds)
         out.add(COLLECTION_LAST, snap.cycle_unix)
+        for source in snap.sources:
+            out.add(SOURCE_UP, 1 if source.up else 0, None, source.kind, source.name)
+            out.add(SOURCE_ERRORS, source.errors, None, source.kind, source.name)
+            out.add(SOURCE_AGE, source.age_seconds, None, source.kind, source.name)
         for d in snap.devices:
             for call, count in sorted(d.errors.items()):
                 out.add(COLLECTOR_ERRORS, count, d, call)

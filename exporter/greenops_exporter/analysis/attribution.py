@@ -33,6 +33,7 @@ class ProcessKey:
     namespace: str = ""
     pod: str = ""
     container: str = ""
+    container_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,7 @@ class ProcessReading:
     container: str = ""
     pod: str = ""
     namespace: str = ""
+    container_id: str = ""  # "containerd://<id>", as kube-state-metrics writes it
 
 
 @dataclass(frozen=True, slots=True)

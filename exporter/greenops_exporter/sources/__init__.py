@@ -1,0 +1,1 @@
+"""Async adapters for everything that is not a GPU: kubelet, inference servers, cgroups."""
