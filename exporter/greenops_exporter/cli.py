@@ -19,11 +19,12 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from . import __version__
 from .analysis.energy import cumulative_energy, energy_source, window_energy
+from .analysis.inference import InferenceAccount
 from .backends import choose_backend
 from .backends.base import Backend, Capability
 from .backends.replay import RecordingError, load_recording
 from .backends.sim import ScenarioError
-from .collect import Collector, CollectSettings, Snapshot
+from .collect import Collector, CollectSettings, InferenceBinding, Snapshot
 from .config import (
     Config,
     ConfigError,
@@ -35,6 +36,7 @@ from .config import (
 from .metrics import COLLECTOR_NAMES, SnapshotCollector
 from .sources.base import PolledSource
 from .sources.cgroups import CgroupReader
+from .sources.inference import KINDS, CounterSpec, InferenceSource
 from .sources.kubelet import KubeletPodResources, ProcessIdentifier
 
 log = logging.getLogger("greenops_exporter")
@@ -191,12 +193,37 @@ def kubernetes_from(config: Config) -> tuple[ProcessIdentifier | None, list[Poll
     return ProcessIdentifier(kubelet, cgroups), [kubelet] if kubelet else []
 
 
+def inference_from(config: Config) -> list[InferenceBinding]:
+    bindings = []
+    for c in config.inference.sources:
+        spec = KINDS.get(c.kind) or CounterSpec(
+            requests=c.requests_metric or "",
+            prompt_tokens=c.prompt_tokens_metric,
+            generation_tokens=c.generation_tokens_metric,
+            model_label=c.model_label,
+            matchers=c.matchers,
+        )
+        source = InferenceSource(c.name, c.kind, c.url, spec, c.interval_seconds, c.timeout_seconds)
+        gpus = None if c.gpus == "auto" else frozenset(str(g) for g in c.gpus)
+        source.find_pids = gpus is None
+        bindings.append(
+            InferenceBinding(source, gpus, InferenceAccount(config.inference.window_seconds))
+        )
+    return bindings
+
+
 async def serve(config: Config) -> None:
     backend, reason = backend_from(config)
     log.info("backend %s: %s", backend.name, reason)
     identify, sources = kubernetes_from(config)
+    inference = inference_from(config)
     collector = Collector(
-        backend, settings_from(config), reason, identify=identify, sources=sources
+        backend,
+        settings_from(config),
+        reason,
+        identify=identify,
+        sources=sources,
+        inference=inference,
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
@@ -228,13 +255,15 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(collector.run(stop, after_cycle=cache.prepare))
-    source_tasks = [asyncio.create_task(source.run(stop)) for source in sources]
+    source_tasks = [asyncio.create_task(source.run(stop)) for source in collector.sources]
     await stop.wait()
     log.info("shutting down")
     await task
     for source_task in source_tasks:
         source_task.cancel()
     await asyncio.gather(*source_tasks, return_exceptions=True)
+    for binding in inference:
+        await binding.source.close()
     await runner.cleanup()
     await collector.close()
 

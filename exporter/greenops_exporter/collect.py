@@ -22,6 +22,7 @@ from .analysis.attribution import ExpiringTotals, IdleBaseline, PodKey, ProcessK
 from .analysis.bottleneck import BottleneckClass, Signals, Thresholds
 from .analysis.efficiency import Efficiency
 from .analysis.energy import EnergyMeter, EnergySource
+from .analysis.inference import InferenceAccount, ModelEfficiency
 from .analysis.waste import WasteSettings
 from .backends.base import (
     Backend,
@@ -35,6 +36,7 @@ from .backends.base import (
 )
 from .gpu_models import idle_watts_estimate
 from .sources.base import PolledSource, SourceStatus
+from .sources.inference import InferenceSource
 
 # Fills in pod, namespace and container of a process (kubelet pod-resources, cgroups).
 ProcessIdentifier = Callable[[DeviceInfo, Reading, ProcessReading], ProcessReading]
@@ -57,6 +59,26 @@ class CollectSettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     waste: WasteSettings = field(default_factory=WasteSettings)
     identity_expire_seconds: float = 300.0
+
+
+@dataclass
+class InferenceBinding:
+    """An inference source, the GPUs whose energy it spends, and its account.
+
+    `gpus` holds GPU indices (as text) or UUIDs; None means: wherever the server's own
+    processes (`source.pids`) run, counting only their shares of each GPU's energy."""
+
+    source: InferenceSource
+    gpus: frozenset[str] | None
+    account: InferenceAccount
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceSnapshot:
+    name: str
+    kind: str
+    energy_joules: float
+    models: tuple[ModelEfficiency, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +129,7 @@ class Snapshot:
     cycle_seconds: float = 0.0
     cycle_unix: float | None = None
     sources: tuple[SourceStatus, ...] = ()
+    inference: tuple[InferenceSnapshot, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -128,6 +151,8 @@ class _DeviceState:
     last_success_unix: float | None = None
     last_anchor: float | None = None
     read_seconds: float | None = None
+    cycle_joules: float = 0.0  # this cycle's energy and its split, for inference sources
+    cycle_split: list[tuple[ProcessReading, float]] = field(default_factory=list)
     in_flight: concurrent.futures.Future[tuple[Reading, float]] | None = None
 
     def count(self, call: str) -> None:
@@ -178,10 +203,12 @@ class Collector:
         monotonic: Callable[[], float] = time.monotonic,
         identify: ProcessIdentifier | None = None,
         sources: Sequence[PolledSource[Any]] = (),
+        inference: Sequence[InferenceBinding] = (),
     ) -> None:
         self.backend = backend
         self.identify = identify
-        self.sources = list(sources)
+        self.inference = list(inference)
+        self.sources = [*sources, *(b.source for b in self.inference)]
         self.settings = settings or CollectSettings()
         self.backend_reason = backend_reason
         self._wall = wall_clock
@@ -280,6 +307,9 @@ class Collector:
             for state in self._devices:
                 state.processes.expire(now)
                 state.pods.expire(now)
+            for binding in self.inference:
+                binding.account.add_energy(self._binding_joules(binding))
+                binding.account.observe(binding.source.value, now)
         self._cycles += 1
         self.snapshot = Snapshot(
             backend=self.backend.name,
@@ -291,12 +321,37 @@ class Collector:
             cycle_seconds=time.perf_counter() - started,
             cycle_unix=self._wall(),
             sources=tuple(source.status() for source in self.sources),
+            inference=tuple(
+                InferenceSnapshot(
+                    b.source.name,
+                    b.source.kind,
+                    b.account.energy_joules,
+                    tuple(b.account.efficiency()),
+                )
+                for b in self.inference
+            ),
         )
         return self.snapshot
+
+    def _binding_joules(self, binding: InferenceBinding) -> float:
+        joules = 0.0
+        pids = binding.source.pids
+        for state in self._devices:
+            if binding.gpus is not None and not (
+                {state.info.uuid, str(state.info.index)} & binding.gpus
+            ):
+                continue
+            if binding.gpus is None or pids:
+                joules += sum(j for p, j in state.cycle_split if p.pid in pids)
+            else:
+                joules += state.cycle_joules
+        return joules
 
     async def _read_all(self) -> None:
         assert self._executor is not None
         now = self._monotonic()
+        for state in self._devices:
+            state.cycle_joules, state.cycle_split = 0.0, []
         pending: dict[asyncio.Future[tuple[Reading, float]], _DeviceState] = {}
         for index, state in enumerate(self._devices):
             if state.in_flight is not None and not state.in_flight.done():
@@ -345,7 +400,9 @@ class Collector:
         seconds_since = 0.0 if previous is None else reading.timestamp - previous.timestamp
         idle = state.baseline.idle_joules(reading, seconds_since)
         now = self._monotonic()
-        for process, share in split(reading, joules, idle):
+        state.cycle_joules = joules
+        state.cycle_split = split(reading, joules, idle)
+        for process, share in state.cycle_split:
             state.processes.add(
                 ProcessKey(
                     state.info.uuid,

@@ -101,6 +101,39 @@ class KubernetesConfig(_Section):
     proc_root: Path = Path("/proc")
 
 
+class InferenceSourceConfig(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    kind: Literal["vllm", "triton", "tgi", "prometheus"]
+    url: str = Field(pattern=r"^https?://")
+    gpus: Literal["auto"] | list[int | str] = "auto"
+    interval_seconds: float = Field(default=5.0, gt=0)
+    timeout_seconds: float = Field(default=2.0, gt=0)
+    # kind "prometheus": which counters mean what
+    requests_metric: str | None = None
+    prompt_tokens_metric: str | None = None
+    generation_tokens_metric: str | None = None
+    model_label: str | None = None
+    matchers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _generic_needs_a_counter(self) -> InferenceSourceConfig:
+        if self.kind == "prometheus" and not self.requests_metric:
+            raise ValueError("requests_metric: kind prometheus needs the name of a counter")
+        return self
+
+
+class InferenceConfig(_Section):
+    window_seconds: float = Field(default=60.0, gt=0)
+    sources: list[InferenceSourceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> InferenceConfig:
+        names = [s.name for s in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError("sources: names must be unique")
+        return self
+
+
 class LabelsConfig(_Section):
     hostname: bool = True
     hostname_value: str | None = None  # None: $NODE_NAME, else the machine's hostname
@@ -113,6 +146,7 @@ class CollectorsConfig(_Section):
     pcie: bool = True
     processes: bool = True
     mig: bool = True
+    inference: bool = True
 
     def enabled(self) -> list[str]:
         return [name for name, on in self.model_dump().items() if on]
@@ -124,6 +158,7 @@ class Config(_Section):
     collect: CollectConfig = Field(default_factory=CollectConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -233,6 +233,51 @@ POD_ENERGY = _c(
     "pod",
     "container",
 )
+# --- inference -------------------------------------------------------------------------
+INFERENCE_ENERGY = _c(
+    "greenops_inference_energy_joules_total",
+    "Joules spent by an inference server's GPUs (or its processes' shares of shared GPUs), "
+    "split among its models by their share of requests.",
+    "source",
+    "kind",
+    "model",
+    gpu=False,
+)
+INFERENCE_REQUESTS = _c(
+    "greenops_inference_requests_total",
+    "Requests the server completed (its own counter, restarts smoothed out).",
+    "source",
+    "kind",
+    "model",
+    gpu=False,
+)
+INFERENCE_TOKENS = _c(
+    "greenops_inference_tokens_total",
+    "Tokens the server processed, by kind (prompt, generation).",
+    "source",
+    "kind",
+    "model",
+    "token_kind",
+    gpu=False,
+)
+INFERENCE_JOULES_PER_REQUEST = _g(
+    "greenops_inference_joules_per_request",
+    "Joules per completed request over the inference window.",
+    "source",
+    "kind",
+    "model",
+    gpu=False,
+)
+INFERENCE_JOULES_PER_TOKEN = _g(
+    "greenops_inference_joules_per_token",
+    "Joules per token over the inference window: per generated token (token_kind=generation) "
+    "or per prompt and generated token (token_kind=all).",
+    "source",
+    "kind",
+    "model",
+    "token_kind",
+    gpu=False,
+)
 # --- processes and MIG -----------------------------------------------------------------
 PROCESS_MEMORY = _g(
     "greenops_process_gpu_memory_bytes",
@@ -385,7 +430,7 @@ PIPES = (
 )
 
 # Collectors that can be switched off. The "exporter" self-metrics are always on.
-COLLECTOR_NAMES = ("gpu", "efficiency", "gpm", "pcie", "processes", "mig")
+COLLECTOR_NAMES = ("gpu", "efficiency", "gpm", "pcie", "processes", "mig", "inference")
 
 
 class _Families:
@@ -549,13 +594,44 @@ def _render_mig(out: _Families, d: DeviceSnapshot) -> None:
         out.add(MIG_MEMORY_TOTAL, m.memory_total_bytes, d, gi, ci, m.profile)
 
 
-_RENDERERS: dict[str, Callable[[_Families, DeviceSnapshot], None]] = {
-    "gpu": _render_gpu,
-    "efficiency": _render_efficiency,
-    "gpm": _render_gpm,
-    "pcie": _render_pcie,
-    "processes": _render_processes,
-    "mig": _render_mig,
+def _render_inference(out: _Families, snap: Snapshot) -> None:
+    for source in snap.inference:
+        for m in source.models:
+            labels = (source.name, source.kind, m.model)
+            out.add(INFERENCE_ENERGY, m.totals.energy_joules, None, *labels)
+            out.add(INFERENCE_REQUESTS, m.totals.requests, None, *labels)
+            out.add(INFERENCE_TOKENS, m.totals.prompt_tokens, None, *labels, "prompt")
+            out.add(INFERENCE_TOKENS, m.totals.generation_tokens, None, *labels, "generation")
+            out.add(INFERENCE_JOULES_PER_REQUEST, m.joules_per_request, None, *labels)
+            out.add(
+                INFERENCE_JOULES_PER_TOKEN,
+                m.joules_per_generated_token,
+                None,
+                *labels,
+                "generation",
+            )
+            out.add(INFERENCE_JOULES_PER_TOKEN, m.joules_per_token, None, *labels, "all")
+
+
+Renderer = Callable[[_Families, Snapshot], None]
+
+
+def _per_device(render: Callable[[_Families, DeviceSnapshot], None]) -> Renderer:
+    def render_all(out: _Families, snap: Snapshot) -> None:
+        for device in snap.devices:
+            render(out, device)
+
+    return render_all
+
+
+_RENDERERS: dict[str, Renderer] = {
+    "gpu": _per_device(_render_gpu),
+    "efficiency": _per_device(_render_efficiency),
+    "gpm": _per_device(_render_gpm),
+    "pcie": _per_device(_render_pcie),
+    "processes": _per_device(_render_processes),
+    "mig": _per_device(_render_mig),
+    "inference": _render_inference,
 }
 
 
@@ -587,8 +663,7 @@ class SnapshotCollector(Collector):
             out = _Families(self._hostname)
             started = time.perf_counter()
             try:
-                for device in snap.devices:
-                    _RENDERERS[name](out, device)
+                _RENDERERS[name](out, snap)
             except Exception:  # one broken collector must not fail the scrape
                 log.exception("collector %s failed to render", name)
                 status.add(SCRAPE_COLLECTOR_SUCCESS, 0, None, name)

@@ -17,6 +17,8 @@ from greenops_exporter.collect import Collector, CollectSettings, Snapshot
 from greenops_exporter.metrics import ALL_METRICS, SnapshotCollector
 
 UNIT_SUFFIXES = (
+    "_joules_per_request",
+    "_joules_per_token",
     "_watts",
     "_joules_total",
     "_bytes",
@@ -135,7 +137,7 @@ def test_switched_off_collectors_export_nothing() -> None:
 
 
 def test_a_failing_collector_does_not_fail_the_scrape(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(out: object, device: object) -> None:
+    def broken(out: object, snap: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setitem(metrics._RENDERERS, "gpm", broken)
