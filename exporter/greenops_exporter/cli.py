@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -18,14 +17,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from . import __version__
-from .analysis.energy import cumulative_energy, energy_source, window_energy
 from .analysis.inference import InferenceAccount
 from .backends import choose_backend
 from .backends.base import Backend, Capability
-from .backends.replay import RecordingError, load_recording
+from .backends.replay import RecordingError
 from .backends.sim import ScenarioError
 from .collect import Collector, CollectSettings, InferenceBinding, Snapshot
 from .config import (
+    AnalysisConfig,
     Config,
     ConfigError,
     dotted_overrides,
@@ -34,6 +33,7 @@ from .config import (
     parse_listen_address,
 )
 from .metrics import COLLECTOR_NAMES, SnapshotCollector
+from .offline import UsageError, analyze, record
 from .sources.base import PolledSource
 from .sources.cgroups import CgroupReader
 from .sources.inference import KINDS, CounterSpec, InferenceSource
@@ -41,7 +41,7 @@ from .sources.kubelet import KubeletPodResources, ProcessIdentifier
 
 log = logging.getLogger("greenops_exporter")
 
-COMMANDS = ("serve", "check", "analyze")
+COMMANDS = ("serve", "check", "analyze", "record")
 
 # flag dest -> config key path
 FLAG_KEYS = {
@@ -60,10 +60,6 @@ FLAG_KEYS = {
     "hostname": "labels.hostname_value",
     "log_level": "log_level",
 }
-
-
-class UsageError(Exception):
-    pass
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
@@ -115,16 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flags(serve)
     check = sub.add_parser("check", help="show the backend, devices, capabilities, one read")
     _config_flags(check)
+    rec = sub.add_parser("record", help="write live readings to a recording (fixtures format)")
+    rec.add_argument("--duration", type=float, required=True, metavar="SECONDS")
+    rec.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output file; with several GPUs a name with {gpu} (trace_{gpu}.jsonl)",
+    )
+    _config_flags(rec)
     analyze = sub.add_parser("analyze", help="energy of windows of a recording, offline")
     analyze.add_argument("recording", type=Path)
     analyze.add_argument(
         "--window",
         action="append",
         default=[],
-        metavar="START:END",
-        help="a window in the recording's t seconds (repeatable; default: all of it)",
+        metavar="START:END[:OPS]",
+        help="a window in the recording's t seconds, with the operations done in it "
+        "(START:END[:OPS], repeatable; default: all of it)",
     )
     analyze.add_argument("--json", action="store_true", help="print JSON")
+    analyze.add_argument("--config", type=Path, help="YAML config (its analysis section)")
     return parser
 
 
@@ -160,6 +167,7 @@ def settings_from(config: Config) -> CollectSettings:
         thresholds=config.analysis.bottleneck,
         waste=config.analysis.waste(),
         identity_expire_seconds=config.analysis.identity_expire_seconds,
+        advice_window_seconds=config.analysis.advice_window_seconds,
     )
 
 
@@ -363,6 +371,17 @@ def check(config: Config) -> int:
                 ", ".join(f"GI {m.gpu_instance_id} {m.profile}" for m in r.mig_devices) or "-",
             ),
             ("read time", _fmt(d.read_seconds, 1000, 2, " ms")),
+            (
+                "bottleneck",
+                f"{d.waste.bottleneck} ({d.waste.signals} signals)" if d.waste.bottleneck else "-",
+            ),
+            (
+                "MIG right-size",
+                f"{d.waste.right_size.profile} (frees {d.waste.right_size.freed_ratio:.0%})"
+                if d.waste.right_size
+                else "-",
+            ),
+            ("recommendation", d.waste.advice.text if d.waste.advice else "-"),
         ]
         for label, value in rows:
             print(f"  {label:<22} {value}")
@@ -370,62 +389,6 @@ def check(config: Config) -> int:
 
 
 # --- analyze ----------------------------------------------------------------------------
-
-
-def parse_window(text: str) -> tuple[float, float]:
-    parts = text.split(":")
-    if len(parts) != 2:
-        raise UsageError(f"--window {text!r}: expected START:END in seconds")
-    try:
-        start, end = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise UsageError(f"--window {text!r}: START and END must be numbers") from None
-    if end <= start:
-        raise UsageError(f"--window {text!r}: END must be after START")
-    return start, end
-
-
-def analyze(recording_path: Path, windows_text: Sequence[str], as_json: bool) -> int:
-    windows = [parse_window(w) for w in windows_text]
-    recording = load_recording(recording_path)
-    readings = recording.readings
-    times = recording.times
-    cumulative = cumulative_energy(readings)
-    if not windows:
-        windows = [(times[0], times[-1])]
-    results = [window_energy(times, cumulative, s, e) for s, e in windows]
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "recording": str(recording_path),
-                    "energy_source": energy_source(readings).value,
-                    "windows": [
-                        {
-                            "start": w.start,
-                            "end": w.end,
-                            "seconds": round(w.seconds, 6),
-                            "energy_joules": round(w.energy_joules, 3),
-                            "mean_power_watts": round(w.mean_power_watts, 3),
-                        }
-                        for w in results
-                    ],
-                },
-                indent=2,
-            )
-        )
-        return 0
-    print(
-        f"recording: {recording_path}  ({len(readings)} samples, "
-        f"{times[-1] - times[0]:.1f} s, energy from {energy_source(readings).value})"
-    )
-    print(f"{'start':>9} {'end':>9} {'seconds':>9} {'energy J':>11} {'mean W':>9}")
-    for w in results:
-        print(
-            f"{w.start:9.2f} {w.end:9.2f} {w.seconds:9.2f} {w.energy_joules:11.1f} "
-            f"{w.mean_power_watts:9.1f}"
-        )
-    return 0
 
 
 # --- entry point ------------------------------------------------------------------------
@@ -442,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            return analyze(args.recording, args.window, args.json)
+            analysis = load_config(args.config).analysis if args.config else AnalysisConfig()
+            return analyze(args.recording, args.window, args.json, analysis)
         config = config_from_args(args)
         logging.basicConfig(
             level=config.log_level.upper(),
@@ -453,6 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return check(config)
+        if args.command == "record":
+            if args.duration <= 0:
+                raise UsageError("--duration must be positive")
+            backend, reason = backend_from(config)
+            return asyncio.run(
+                record(backend, reason, settings_from(config), args.duration, args.out)
+            )
         asyncio.run(serve(config))
         return 0
     except ConfigError as exc:

@@ -23,6 +23,7 @@ from .analysis.bottleneck import BottleneckClass, Signals, Thresholds
 from .analysis.efficiency import Efficiency
 from .analysis.energy import EnergyMeter, EnergySource
 from .analysis.inference import InferenceAccount, ModelEfficiency
+from .analysis.rightsizing import Advice, RightSize
 from .analysis.waste import WasteSettings
 from .backends.base import (
     Backend,
@@ -34,7 +35,7 @@ from .backends.base import (
     Reading,
     ReadPlan,
 )
-from .gpu_models import idle_watts_estimate
+from .gpu_models import idle_watts_estimate, model_by_name
 from .sources.base import PolledSource, SourceStatus
 from .sources.inference import InferenceSource
 
@@ -59,6 +60,7 @@ class CollectSettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     waste: WasteSettings = field(default_factory=WasteSettings)
     identity_expire_seconds: float = 300.0
+    advice_window_seconds: float = 3600.0
 
 
 @dataclass
@@ -95,6 +97,8 @@ class Waste:
     underutilization_ratio: float | None = None
     pcie_tx_bytes_total: float = 0.0
     pcie_rx_bytes_total: float = 0.0
+    right_size: RightSize | None = None
+    advice: Advice | None = None
 
     @property
     def stranded_bytes(self) -> int:
@@ -188,6 +192,8 @@ class _DeviceState:
             underutilization_ratio=e.underutilization_ratio,
             pcie_tx_bytes_total=e.traffic.tx_bytes,
             pcie_rx_bytes_total=e.traffic.rx_bytes,
+            right_size=e.right_size,
+            advice=e.advice,
         )
 
 
@@ -246,7 +252,12 @@ class Collector:
         self._devices = [
             _DeviceState(
                 info,
-                Efficiency(thresholds=s.thresholds, waste=s.waste),
+                Efficiency(
+                    thresholds=s.thresholds,
+                    waste=s.waste,
+                    model=model_by_name(info.name),
+                    advice_window_seconds=s.advice_window_seconds,
+                ),
                 ExpiringTotals(s.identity_expire_seconds),
                 ExpiringTotals(s.identity_expire_seconds),
                 IdleBaseline(idle_watts_estimate(info.name, info.power_limit_watts)),

@@ -83,6 +83,7 @@ class AnalysisConfig(_Section):
     underutilization_target: float = Field(default=0.8, gt=0, le=1)
     underutilization_window_seconds: float = Field(default=300.0, gt=0)
     identity_expire_seconds: float = Field(default=300.0, gt=0)
+    advice_window_seconds: float = Field(default=3600.0, gt=0)
 
     def waste(self) -> WasteSettings:
         return WasteSettings(

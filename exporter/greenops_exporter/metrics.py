@@ -214,6 +214,24 @@ UNDERUTILIZATION = _g(
     "max(0, (target - activity) / target) with activity the SM activity (GPM) or "
     "utilisation averaged over the configured window, 0..1.",
 )
+MIG_RIGHTSIZE = _g(
+    "greenops_gpu_mig_rightsize_info",
+    "The smallest MIG profile that would have held the GPU's work over the advice window "
+    "(peak memory and peak SM activity, 10 % headroom); absent when none smaller fits; "
+    "always 1.",
+    "profile",
+)
+MIG_RIGHTSIZE_FREED = _g(
+    "greenops_gpu_mig_rightsize_freed_ratio",
+    "Share of the GPU that right-sizing to that MIG profile would free, 0..1.",
+)
+RECOMMENDATION = _g(
+    "greenops_gpu_recommendation_info",
+    "What to do about this GPU's efficiency, from its class mix and waste over the advice "
+    "window; always 1.",
+    "code",
+    "text",
+)
 PROCESS_ENERGY = _c(
     "greenops_process_energy_joules_total",
     "Joules attributed to a process: its GPU's energy split among the GPU's processes by SM "
@@ -559,6 +577,11 @@ def _render_efficiency(out: _Families, d: DeviceSnapshot) -> None:
             p.container,
         )
     out.add(UNDERUTILIZATION, w.underutilization_ratio, d)
+    if w.right_size is not None:
+        out.add(MIG_RIGHTSIZE, 1, d, w.right_size.profile)
+        out.add(MIG_RIGHTSIZE_FREED, w.right_size.freed_ratio, d)
+    if w.advice is not None:
+        out.add(RECOMMENDATION, 1, d, w.advice.code, w.advice.text)
 
 
 def _render_processes(out: _Families, d: DeviceSnapshot) -> None:

@@ -62,8 +62,19 @@ def test_whole_recording_and_table(tmp_path: Path) -> None:
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert "883 samples" in lines[0] and "energy from counter" in lines[0]
-    assert lines[1].split() == ["start", "end", "seconds", "energy", "J", "mean", "W"]
-    _start, _end, seconds, joules, _watts = (float(x) for x in lines[2].split())
+    assert lines[1].split() == [
+        "start",
+        "end",
+        "seconds",
+        "energy",
+        "J",
+        "mean",
+        "W",
+        "J/op",
+        "class",
+        "mix",
+    ]
+    _start, _end, seconds, joules, _watts = (float(x) for x in lines[2].split()[:5])
     samples = [json.loads(x) for x in (FIXTURES / "trace_a.jsonl").read_text().splitlines()]
     truth = (samples[-1]["energy_mj"] - samples[0]["energy_mj"]) / 1000
     assert joules == pytest.approx(truth, abs=0.1)
@@ -73,8 +84,10 @@ def test_whole_recording_and_table(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--window", "10"], "expected START:END"),
+        (["--window", "10"], "expected START:END or START:END:OPS"),
         (["--window", "a:b"], "must be numbers"),
+        (["--window", "1:2:-5"], "OPS must be positive"),
+        (["--window", "1:2:3:4"], "expected START:END or START:END:OPS"),
         (["--window", "20:10"], "END must be after START"),
     ],
 )
@@ -88,3 +101,132 @@ def test_missing_recording_exits_2(tmp_path: Path) -> None:
     result = analyze(str(tmp_path / "none.jsonl"))
     assert result.returncode == 2
     assert "none.jsonl" in result.stderr
+
+
+EXPECTED_CLASS = {
+    "idle_context": "idle",
+    "idle_after_compute": "idle",
+    "idle_end": "idle",
+    "compute_matmul_bf16": "compute",
+    "memory_copy_2gib": "memory",
+    "pcie_h2d_1gib": "io",
+    "overhead_tiny_kernels": "overhead",
+    "inference_mlp_batch1": "overhead",
+}
+
+
+def test_json_has_class_mix_energy_by_class_and_joules_per_op() -> None:
+    args = [
+        arg
+        for p in PHASES
+        for arg in ("--window", f"{p['t0'] + 1.5}:{p['t1']}:{p['ops'] or 0}".removesuffix(":0"))
+    ]
+    result = analyze(str(FIXTURES / "trace_a.jsonl"), *args, "--json")
+    assert result.returncode == 0, result.stderr
+    windows = json.loads(result.stdout)["windows"]
+    for phase, window in zip(PHASES, windows, strict=True):
+        share = window["class_share"]
+        assert set(share) == {"idle", "compute", "memory", "io", "overhead"}
+        assert sum(share.values()) == pytest.approx(1.0, abs=1e-3)
+        want = EXPECTED_CLASS.get(phase["phase"])
+        if want:
+            assert share[want] >= 0.9, (phase["phase"], share)
+        by_class = window["energy_joules_by_class"]
+        assert sum(by_class.values()) == pytest.approx(window["energy_joules"], rel=1e-3)
+        if phase["ops"]:
+            # 1.5 s trimmed off the start: still the phase's joules per operation within 3 %
+            seconds = phase["t1"] - phase["t0"]
+            ops_in_window = phase["ops"] * window["seconds"] / seconds
+            per_op = window["energy_joules"] / ops_in_window
+            assert per_op == pytest.approx(phase["joules_per_op"], rel=0.03), phase["phase"]
+            assert window["joules_per_op"] == pytest.approx(
+                window["energy_joules"] / phase["ops"], rel=1e-6
+            )
+        else:
+            assert window["joules_per_op"] is None
+        assert window["recommendation"]["code"]
+    idle_context = windows[0]
+    assert idle_context["idle_energy_joules"]["with_holder"] == pytest.approx(
+        idle_context["energy_joules"], rel=0.02
+    )
+
+
+def test_batch_1_against_batch_256() -> None:
+    b1, b256 = (
+        p for p in PHASES if p["phase"] in ("inference_mlp_batch1", "inference_mlp_batch256")
+    )
+    result = analyze(
+        str(FIXTURES / "trace_a.jsonl"),
+        "--window",
+        f"{b1['t0']}:{b1['t1']}:{b1['ops']}",
+        "--window",
+        f"{b256['t0']}:{b256['t1']}:{b256['ops']}",
+        "--json",
+    )
+    one, many = json.loads(result.stdout)["windows"]
+    assert one["joules_per_op"] == pytest.approx(b1["joules_per_op"], rel=0.02)
+    assert many["joules_per_op"] == pytest.approx(b256["joules_per_op"], rel=0.02)
+    assert one["joules_per_op"] / many["joules_per_op"] == pytest.approx(119, rel=0.03)
+
+
+def test_record_then_analyze(tmp_path: Path) -> None:
+    out = tmp_path / "rec_{gpu}.jsonl"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenops_exporter",
+            "record",
+            "--backend",
+            "replay",
+            "--replay",
+            str(FIXTURES / "trace_a.jsonl"),
+            "--replay-speed",
+            "10",
+            "--collect-interval",
+            "0.1",
+            "--duration",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    recorded = tmp_path / "rec_0.jsonl"
+    lines = recorded.read_text().splitlines()
+    assert 15 <= len(lines) <= 32
+    first, last = json.loads(lines[0]), json.loads(lines[-1])
+    assert first["t"] == 0
+    # about 30 s of the recording went by at 10x: its energy, from its own counter
+    report = json.loads(analyze(str(recorded), "--json").stdout)
+    [window] = report["windows"]
+    assert report["energy_source"] == "counter"
+    assert window["energy_joules"] == pytest.approx(
+        (last["energy_mj"] - first["energy_mj"]) / 1000, rel=1e-6
+    )
+    assert window["seconds"] > 20
+
+
+def test_record_needs_a_placeholder_for_several_gpus(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenops_exporter",
+            "record",
+            "--backend",
+            "sim",
+            "--duration",
+            "1",
+            "--out",
+            str(tmp_path / "one.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "{gpu}" in result.stderr

@@ -254,3 +254,86 @@ def test_demo_classes_and_waste() -> None:
     assert snap.devices[1].waste.idle_joules_with_holder > 0
     assert snap.devices[1].waste.signals is Signals.GPM
     assert snap.devices[2].waste.signals is Signals.BASIC  # the A100 has no GPM
+
+
+# --- MIG right-sizing and advice ----------------------------------------------------------
+
+GIB = 1 << 30
+
+
+def test_smallest_profile_that_holds_the_work() -> None:
+    from greenops_exporter.analysis.rightsizing import smallest_profile
+    from greenops_exporter.gpu_models import MODELS
+
+    h100, a100_40, l4 = MODELS["h100-sxm"], MODELS["a100-40gb"], MODELS["l4"]
+    assert smallest_profile(h100, 8 * GIB, 0.10).profile == "1g.10gb"
+    assert smallest_profile(h100, 8 * GIB, 0.10).freed_ratio == pytest.approx(6 / 7)
+    assert smallest_profile(h100, 15 * GIB, 0.10).profile == "1g.20gb"  # memory decides
+    assert smallest_profile(h100, 15 * GIB, 0.30).profile == "3g.40gb"  # 0.33 > 2/7
+    assert smallest_profile(h100, 70 * GIB, 0.10) is None  # only the whole GPU holds it
+    assert smallest_profile(h100, 1 * GIB, 0.95) is None  # the SMs are all needed
+    assert smallest_profile(a100_40, 4 * GIB, 0.1).profile == "1g.5gb"
+    assert smallest_profile(l4, 1 * GIB, 0.0) is None  # no MIG on an L4
+    assert smallest_profile(None, 1 * GIB, 0.0) is None
+
+
+def sim_advice(phase: str, memory: int, **extra: object) -> tuple[str, object]:
+    spec = {
+        "gpus": [
+            {
+                "processes": [{"pid": 5, "memory_bytes": memory}],
+                "schedule": [{"phase": phase, "seconds": 900}],
+            }
+        ]
+    }
+    snap = run_sim(spec, 120, **extra)
+    w = snap.devices[0].waste
+    assert w.advice is not None
+    return w.advice.code, w.right_size
+
+
+def test_advice_follows_the_work() -> None:
+    assert sim_advice("overhead", 4 * GIB)[0] == "batch_or_fuse"
+    assert sim_advice("memory", 60 * GIB)[0] == "raise_arithmetic_intensity"
+    assert sim_advice("io", 60 * GIB)[0] == "overlap_transfers"
+    assert sim_advice("compute", 60 * GIB)[0] == "shift_deferrable_work"
+    code, _ = sim_advice(
+        "stranded_memory", 30 * GIB, waste=WasteSettings(stranded_after_seconds=60)
+    )
+    assert code == "release_idle_allocation"
+    code, right_size = sim_advice("idle_context", 4 * GIB)
+    assert code == "release_idle_allocation"
+    assert right_size is not None and right_size.profile == "1g.10gb"
+
+
+def test_small_inference_is_told_to_use_a_slice() -> None:
+    """Batch-1-like work (SM 0.3 at most here) holding 6 GiB fits a 3g.40gb slice."""
+    spec = {
+        "gpus": [
+            {
+                "processes": [{"pid": 5, "memory_bytes": 6 * GIB}],
+                "schedule": [
+                    {"phase": "bursty", "seconds": 900, "on_seconds": 1, "off_seconds": 9}
+                ],
+            }
+        ]
+    }
+    # bursts reach full SM activity: nothing smaller than the GPU holds the peak
+    snap = run_sim(spec, 120)
+    assert snap.devices[0].waste.right_size is None
+    assert snap.devices[0].waste.advice.code == "release_idle_allocation"
+
+
+def test_record_format_round_trips() -> None:
+    from greenops_exporter.backends.replay import reading_from_sample, sample_from_reading
+
+    rec = load_recording(TRACE)
+    for r in rec.readings[::50]:
+        back = reading_from_sample(sample_from_reading(r, r.timestamp, 0.0))
+        assert back.power_watts == pytest.approx(r.power_watts)
+        assert back.power_instant_watts == pytest.approx(r.power_instant_watts)
+        assert back.energy_counter_joules == pytest.approx(r.energy_counter_joules)
+        assert back.pcie_rx_bytes == r.pcie_rx_bytes
+        assert back.memory_used_bytes == r.memory_used_bytes
+        assert back.gpm.sm_active == pytest.approx(r.gpm.sm_active, abs=1e-5)
+        assert [p.pid for p in back.processes] == [p.pid for p in r.processes]

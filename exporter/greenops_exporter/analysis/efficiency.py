@@ -3,10 +3,13 @@ memory, under-utilisation. One accumulator per GPU, fed once per collection cycl
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from ..backends.base import ProcessReading, Reading
+from ..gpu_models import GpuModel
 from .bottleneck import BottleneckClass, Signals, Thresholds, classify
+from .rightsizing import Advice, RightSize, WindowPeak, advise, smallest_profile
 from .traffic import TrafficMeter
 from .waste import ActivityWindow, WasteSettings, activity, holders, underutilization
 
@@ -29,8 +32,19 @@ class Efficiency:
     idle_since: float | None = None
     stranded: tuple[ProcessReading, ...] = ()
     underutilization_ratio: float | None = None
+    model: GpuModel | None = None
+    advice_window_seconds: float = 3600.0
+    right_size: RightSize | None = None
+    advice: Advice | None = None
     _window: ActivityWindow | None = None
     _previous: Reading | None = None
+    _mix: deque[tuple[float, BottleneckClass, float, bool]] = field(default_factory=deque)
+    _mix_seconds: dict[BottleneckClass, float] = field(
+        default_factory=lambda: dict.fromkeys(BottleneckClass, 0.0)
+    )
+    _mix_idle_held: float = 0.0
+    _peak_memory: WindowPeak | None = None
+    _peak_activity: WindowPeak | None = None
 
     def update(self, reading: Reading, joules: float) -> None:
         """Account the interval that ended with `reading`, which cost `joules`."""
@@ -62,6 +76,50 @@ class Efficiency:
         self.underutilization_ratio = (
             None if mean is None else underutilization(mean, self.waste.underutilization_target)
         )
+        self._advise(reading, cls, dt, bool(held), value)
+
+    def _advise(
+        self, reading: Reading, cls: BottleneckClass, dt: float, held: bool, value: float | None
+    ) -> None:
+        """Right-size and advise from the last `advice_window_seconds` of work."""
+        now = reading.timestamp
+        self._mix.append((now, cls, dt, held))
+        self._mix_seconds[cls] += dt
+        if cls is BottleneckClass.IDLE and held:
+            self._mix_idle_held += dt
+        while self._mix and self._mix[0][0] < now - self.advice_window_seconds:
+            _, old_cls, old_dt, old_held = self._mix.popleft()
+            self._mix_seconds[old_cls] -= old_dt
+            if old_cls is BottleneckClass.IDLE and old_held:
+                self._mix_idle_held -= old_dt
+        if self._peak_memory is None or self._peak_activity is None:
+            self._peak_memory = WindowPeak(self.advice_window_seconds)
+            self._peak_activity = WindowPeak(self.advice_window_seconds)
+        memory = sum(p.used_memory_bytes or 0 for p in reading.processes)
+        self._peak_memory.add(now, float(memory))
+        self._peak_activity.add(now, value or 0.0)
+        if reading.mig_devices or (not reading.processes and not self._mix_seconds):
+            self.right_size = None
+        else:
+            self.right_size = smallest_profile(
+                self.model, self._peak_memory.peak() or 0.0, self._peak_activity.peak() or 0.0
+            )
+        share = self.class_share()
+        idle_seconds = self._mix_seconds[BottleneckClass.IDLE]
+        self.advice = advise(
+            share,
+            self.stranded_bytes,
+            self._mix_idle_held / idle_seconds if idle_seconds > 0 else 0.0,
+            self.underutilization_ratio,
+            self.right_size,
+        )
+
+    def class_share(self) -> dict[BottleneckClass, float]:
+        """Share of the advice window's time in each class."""
+        total = sum(self._mix_seconds.values())
+        if total <= 0:
+            return dict.fromkeys(BottleneckClass, 0.0)
+        return {c: max(v, 0.0) / total for c, v in self._mix_seconds.items()}
 
     @property
     def stranded_bytes(self) -> int:

@@ -142,6 +142,69 @@ def reading_from_sample(sample: Mapping[str, Any]) -> Reading:
     )
 
 
+def sample_from_reading(reading: Reading, t: float, wall: float, phase: str = "") -> dict[str, Any]:
+    """A Reading -> one line of the fixtures format (the inverse of reading_from_sample)."""
+
+    def scaled(value: float | None, scale: float, digits: int = 0) -> float | int | None:
+        if value is None:
+            return None
+        number = value * scale
+        return round(number) if digits == 0 else round(number, digits)
+
+    def field_value(value: float | None, kind: int) -> dict[str, Any]:
+        return {"nvml_return": 3} if value is None else {"value": int(value), "type": kind}
+
+    gpm = None
+    if reading.gpm is not None:
+        gpm = {}
+        for key, (attr, scale) in _GPM_KEYS.items():
+            value = getattr(reading.gpm, attr)
+            gpm[key] = math.nan if value is None else round(value / scale, 3)
+    energy_mj = scaled(reading.energy_counter_joules, 1000)
+    sample: dict[str, Any] = {
+        "t": round(t, 4),
+        "wall": wall,
+        "phase": phase,
+        "power_mw": scaled(reading.power_watts, 1000),
+        "util_gpu": scaled(reading.utilization_gpu, 100),
+        "util_mem": scaled(reading.utilization_memory, 100),
+        "mem_used": reading.memory_used_bytes,
+        "mem_total": reading.memory_total_bytes,
+        "temp_c": scaled(reading.temperature_celsius, 1),
+        "sm_clock_mhz": scaled(reading.sm_clock_hertz, 1e-6),
+        "mem_clock_mhz": scaled(reading.memory_clock_hertz, 1e-6),
+        "pstate": reading.pstate,
+        "clock_event_reasons": reading.clock_event_reasons,
+        "fields": {
+            "power_instant": field_value(
+                None if reading.power_instant_watts is None else reading.power_instant_watts * 1000,
+                1,
+            ),
+            "pcie_tx_bytes": field_value(reading.pcie_tx_bytes, 1),
+            "pcie_rx_bytes": field_value(reading.pcie_rx_bytes, 1),
+            "total_energy": field_value(energy_mj, 3),
+        },
+        "gpm": gpm,
+        "procs": [
+            {"pid": p.pid, "used_mem": p.used_memory_bytes, "command": p.command}
+            for p in reading.processes
+        ],
+        "proc_util": [
+            {
+                "pid": p.pid,
+                "sm": scaled(p.sm_utilization, 100),
+                "mem": scaled(p.memory_utilization or 0.0, 100),
+                "ts": 0,
+            }
+            for p in reading.processes
+            if p.sm_utilization is not None
+        ],
+    }
+    if energy_mj is not None:
+        sample["energy_mj"] = energy_mj
+    return sample
+
+
 def load_recording(path: Path) -> Recording:
     path = Path(path)
     readings: list[Reading] = []

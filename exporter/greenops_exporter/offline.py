@@ -1,0 +1,202 @@
+"""Offline commands: `analyze` a recording window by window, `record` live readings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .analysis.bottleneck import BottleneckClass
+from .analysis.energy import cumulative_energy, energy_source
+from .analysis.windows import WindowReport, analyze_window
+from .backends.base import Backend
+from .backends.replay import load_recording, sample_from_reading
+from .collect import Collector, CollectSettings
+from .config import AnalysisConfig
+from .gpu_models import model_by_name
+
+
+class UsageError(Exception):
+    """A command line that cannot be run; the message says why."""
+
+
+def parse_window(text: str) -> tuple[float, float, float | None]:
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise UsageError(f"--window {text!r}: expected START:END or START:END:OPS")
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--window {text!r}: START, END and OPS must be numbers") from None
+    start, end = numbers[0], numbers[1]
+    if end <= start:
+        raise UsageError(f"--window {text!r}: END must be after START")
+    ops = numbers[2] if len(numbers) == 3 else None
+    if ops is not None and ops <= 0:
+        raise UsageError(f"--window {text!r}: OPS must be positive")
+    return start, end, ops
+
+
+def window_json(report: WindowReport) -> dict[str, Any]:
+    """The stable `analyze --json` contract: later releases add keys, never rename."""
+    w = report.energy
+    return {
+        "start": w.start,
+        "end": w.end,
+        "seconds": round(w.seconds, 6),
+        "energy_joules": round(w.energy_joules, 3),
+        "mean_power_watts": round(w.mean_power_watts, 3),
+        "class_share": {c.value: round(report.class_share[c], 4) for c in BottleneckClass},
+        "energy_joules_by_class": {
+            c.value: round(report.energy_by_class[c], 3) for c in BottleneckClass
+        },
+        "idle_energy_joules": {
+            "no_holder": round(report.idle_joules_no_holder, 3),
+            "with_holder": round(report.idle_joules_with_holder, 3),
+        },
+        "stranded_memory_bytes_peak": report.stranded_bytes_peak,
+        "ops": report.ops,
+        "joules_per_op": report.joules_per_op,
+        "mig_rightsize": (
+            None
+            if report.right_size is None
+            else {
+                "profile": report.right_size.profile,
+                "freed_ratio": round(report.right_size.freed_ratio, 4),
+            }
+        ),
+        "recommendation": (
+            None
+            if report.advice is None
+            else {"code": report.advice.code, "text": report.advice.text}
+        ),
+    }
+
+
+def analyze(
+    recording_path: Path,
+    windows_text: Sequence[str],
+    as_json: bool,
+    analysis: AnalysisConfig | None = None,
+) -> int:
+    analysis = analysis or AnalysisConfig()
+    windows = [parse_window(w) for w in windows_text]
+    recording = load_recording(recording_path)
+    readings = recording.readings
+    times = recording.times
+    cumulative = cumulative_energy(readings)
+    if not windows:
+        windows = [(times[0], times[-1], None)]
+    model = model_by_name(str(recording.identity.get("name", "")))
+    reports = [
+        analyze_window(
+            readings, cumulative, start, end, ops, model, analysis.bottleneck, analysis.waste()
+        )
+        for start, end, ops in windows
+    ]
+    source = energy_source(readings).value
+    if as_json:
+        document = {
+            "recording": str(recording_path),
+            "energy_source": source,
+            "windows": [window_json(r) for r in reports],
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    print(
+        f"recording: {recording_path}  ({len(readings)} samples, "
+        f"{times[-1] - times[0]:.1f} s, energy from {source})"
+    )
+    print(
+        f"{'start':>8} {'end':>8} {'seconds':>8} {'energy J':>10} {'mean W':>7} "
+        f"{'J/op':>10}  class mix"
+    )
+    for r in reports:
+        w = r.energy
+        mix = ", ".join(
+            f"{c.value} {share:.0%}"
+            for c, share in sorted(r.class_share.items(), key=lambda kv: -kv[1])
+            if share > 0
+        )
+        per_op = "-" if r.joules_per_op is None else f"{r.joules_per_op:.4g}"
+        print(
+            f"{w.start:8.2f} {w.end:8.2f} {w.seconds:8.2f} {w.energy_joules:10.1f} "
+            f"{w.mean_power_watts:7.1f} {per_op:>10}  {mix}"
+        )
+        idle = r.idle_joules_no_holder + r.idle_joules_with_holder
+        if idle > 0:
+            print(
+                f"{'':>8} idle {idle:.1f} J ({r.idle_joules_with_holder:.1f} J while a "
+                "process held the GPU)"
+            )
+        if r.right_size is not None:
+            print(
+                f"{'':>8} fits MIG {r.right_size.profile} "
+                f"(would free {r.right_size.freed_ratio:.0%} of the GPU)"
+            )
+        if r.advice is not None:
+            print(f"{'':>8} advice: {r.advice.text}")
+    return 0
+
+
+log = logging.getLogger(__name__)
+
+
+def record_paths(out: str, count: int) -> list[Path]:
+    """One file per GPU: `{gpu}` in the name is replaced by the index (needed for several)."""
+    if "{gpu}" in out:
+        return [Path(out.replace("{gpu}", str(i))) for i in range(count)]
+    if count != 1:
+        raise UsageError(f"--out {out!r}: {count} GPUs need a {{gpu}} placeholder in the name")
+    return [Path(out)]
+
+
+async def record(
+    backend: Backend,
+    reason: str,
+    settings: CollectSettings,
+    duration_seconds: float,
+    out: str,
+) -> int:
+    """Write live readings in the fixtures format (one JSON object a line, one file a GPU),
+    reading the energy counter on every sample: a recording is meant to be the truth."""
+    collector = Collector(backend, replace(settings, energy_anchor_seconds=0.0), reason)
+    loop = asyncio.get_running_loop()
+    snap = await collector.collect_once()
+    if not snap.backend_up or not snap.devices:
+        await collector.close()
+        raise UsageError(f"nothing to record: backend {backend.name} has no device ({reason})")
+    paths = record_paths(out, len(snap.devices))
+    files = [path.open("w") for path in paths]
+    first: list[float | None] = [None] * len(paths)
+    last: list[float | None] = [None] * len(paths)
+    lines = [0] * len(paths)
+    deadline = loop.time() + duration_seconds
+    try:
+        while True:
+            for i, device in enumerate(snap.devices):
+                r = device.reading
+                if not device.up or r is None or r.timestamp == last[i]:
+                    continue
+                if first[i] is None:
+                    first[i] = r.timestamp
+                last[i] = r.timestamp
+                t = r.timestamp - (first[i] or 0.0)
+                sample = sample_from_reading(r, t, snap.cycle_unix or 0.0)
+                files[i].write(json.dumps(sample) + "\n")
+                lines[i] += 1
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(settings.interval_seconds)
+            snap = await collector.collect_once()
+    finally:
+        for f in files:
+            f.close()
+        await collector.close()
+    for path, n in zip(paths, lines, strict=True):
+        print(f"{path}: {n} samples")
+    return 0
