@@ -244,3 +244,64 @@ def test_counter_reset_is_counted_and_rebased() -> None:
     assert source.status().errors == 1
     assert source.status().up  # back on the poll after the restart
     assert seen == [0.0, 100.0, 100.0, 120.0]  # the restart adds nothing, then counts on
+
+
+def test_auto_mapping_finds_the_server_process_on_the_gpus() -> None:
+    """`gpus: auto`: the process listening on the URL's port (this test, here) is found on
+    the GPUs, and only its share of their energy goes to the source."""
+    import os
+
+    from greenops_exporter.backends.sim import Scenario, SimBackend
+    from greenops_exporter.sources.inference import server_pids
+
+    clock = Clock()
+    me = os.getpid()
+    scenario = Scenario.model_validate(
+        {
+            "gpus": [
+                {  # shared: the server and another job, 1:1 SM shares
+                    "processes": [{"pid": me, "weight": 1}, {"pid": 999_999, "weight": 1}],
+                    "schedule": [{"phase": "inference", "seconds": 600}],
+                },
+                {  # another team's GPU: none of it is the server's
+                    "processes": [{"pid": 999_998}],
+                    "schedule": [{"phase": "compute", "seconds": 600}],
+                },
+            ]
+        }
+    )
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text=exposition("vllm", 10 * clock.now))
+
+    async def go() -> Snapshot:
+        server = await serve(metrics)
+        url = str(server.make_url("/metrics"))
+        assert me in await asyncio.get_running_loop().run_in_executor(None, server_pids, url)
+        source = InferenceSource("auto", "vllm", url, KINDS["vllm"], monotonic=clock)
+        source.find_pids = True
+        binding = InferenceBinding(source, None, InferenceAccount())
+        collector = Collector(
+            SimBackend(scenario, clock=clock),
+            CollectSettings(),
+            monotonic=clock,
+            inference=[binding],
+        )
+        try:
+            for _ in range(20):
+                clock.now += 1
+                await source.poll_once()
+                snap = await collector.collect_once()
+        finally:
+            await source.close()
+            await collector.close()
+            await server.close()
+        return snap
+
+    snap = asyncio.run(go())
+    mine = sum(j for k, j in snap.devices[0].process_energy.items() if k.pid == me)
+    [source] = snap.inference
+    assert source.energy_joules == pytest.approx(mine, rel=1e-9)
+    assert (
+        0.3 * snap.devices[0].energy_joules_total < mine < 0.7 * snap.devices[0].energy_joules_total
+    )

@@ -144,6 +144,33 @@ def test_scrape_sim_fleet(sim: Exporter) -> None:
     cycles = second["greenops_collection_cycles"].samples[0].value
     assert cycles >= 7
 
+    # efficiency: each demo GPU in its class, energy by class, pods and advice
+    current = {
+        s.labels["gpu"]: s.labels["class"]
+        for s in second["greenops_gpu_bottleneck"].samples
+        if s.value == 1
+    }
+    assert current == {"0": "compute", "1": "idle", "2": "memory", "3": "compute"}
+    by_class = {
+        (s.labels["gpu"], s.labels["class"]): s.value
+        for s in second["greenops_gpu_bottleneck_energy_joules"].samples
+        if s.name.endswith("_total")
+    }
+    assert by_class[("1", "idle")] == pytest.approx(e2["1"], rel=0.05)
+    pods = {
+        s.labels["pod"]: s.value
+        for s in second["greenops_pod_energy_joules"].samples
+        if s.name.endswith("_total")
+    }
+    assert set(pods) == {"llama-finetune-0", "jupyter-alice", "embed-batch-7", "vllm-small-0"}
+    assert pods["jupyter-alice"] == pytest.approx(e2["1"], rel=0.05)  # its GPU's only process
+    advice = {
+        s.labels["gpu"]: s.labels["code"]
+        for s in second["greenops_gpu_recommendation_info"].samples
+    }
+    assert advice["1"] == "release_idle_allocation"
+    assert advice["2"] == "raise_arithmetic_intensity"
+
 
 def test_gzip_openmetrics_health_and_landing_page(sim: Exporter) -> None:
     status, headers, body = sim.get("/metrics", {"Accept-Encoding": "gzip"})
