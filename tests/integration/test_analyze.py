@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fakenvml import FIXTURES
-
-PHASES = json.loads((FIXTURES / "phases_a.json").read_text())["phases"]
+from helpers import EXPECTED_CLASS, PHASES, cli
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "greenops_exporter", "analyze", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return cli("analyze", *args)
 
 
 def windows() -> list[str]:
@@ -103,18 +96,6 @@ def test_missing_recording_exits_2(tmp_path: Path) -> None:
     assert "none.jsonl" in result.stderr
 
 
-EXPECTED_CLASS = {
-    "idle_context": "idle",
-    "idle_after_compute": "idle",
-    "idle_end": "idle",
-    "compute_matmul_bf16": "compute",
-    "memory_copy_2gib": "memory",
-    "pcie_h2d_1gib": "io",
-    "overhead_tiny_kernels": "overhead",
-    "inference_mlp_batch1": "overhead",
-}
-
-
 def test_json_has_class_mix_energy_by_class_and_joules_per_op() -> None:
     args = [
         arg
@@ -171,28 +152,20 @@ def test_batch_1_against_batch_256() -> None:
 
 def test_record_then_analyze(tmp_path: Path) -> None:
     out = tmp_path / "rec_{gpu}.jsonl"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "greenops_exporter",
-            "record",
-            "--backend",
-            "replay",
-            "--replay",
-            str(FIXTURES / "trace_a.jsonl"),
-            "--replay-speed",
-            "10",
-            "--collect-interval",
-            "0.1",
-            "--duration",
-            "3",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = cli(
+        "record",
+        "--backend",
+        "replay",
+        "--replay",
+        str(FIXTURES / "trace_a.jsonl"),
+        "--replay-speed",
+        "10",
+        "--collect-interval",
+        "0.1",
+        "--duration",
+        "3",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     recorded = tmp_path / "rec_0.jsonl"
@@ -211,22 +184,14 @@ def test_record_then_analyze(tmp_path: Path) -> None:
 
 
 def test_record_needs_a_placeholder_for_several_gpus(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "greenops_exporter",
-            "record",
-            "--backend",
-            "sim",
-            "--duration",
-            "1",
-            "--out",
-            str(tmp_path / "one.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = cli(
+        "record",
+        "--backend",
+        "sim",
+        "--duration",
+        "1",
+        "--out",
+        str(tmp_path / "one.jsonl"),
     )
     assert result.returncode == 2
     assert "{gpu}" in result.stderr

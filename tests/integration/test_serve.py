@@ -18,17 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fakenvml import FIXTURES
+from helpers import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "greenops_exporter", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def free_port() -> int:

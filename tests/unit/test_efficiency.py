@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import json
 from dataclasses import replace
@@ -21,21 +20,10 @@ from greenops_exporter.analysis.traffic import TrafficMeter, counter_delta
 from greenops_exporter.analysis.waste import WasteSettings, underutilization
 from greenops_exporter.backends.base import MigReading, ProcessReading, Reading
 from greenops_exporter.backends.replay import load_recording
-from greenops_exporter.backends.sim import Scenario, SimBackend
-from greenops_exporter.collect import Collector, CollectSettings, Snapshot
+from helpers import EXPECTED_CLASS, run_sim
 
 TRACE = FIXTURES / "trace_a.jsonl"
-EXPECTED = {
-    "idle_no_context": "idle",
-    "idle_context": "idle",
-    "idle_after_compute": "idle",
-    "idle_end": "idle",
-    "compute_matmul_bf16": "compute",
-    "memory_copy_2gib": "memory",
-    "pcie_h2d_1gib": "io",
-    "overhead_tiny_kernels": "overhead",
-    "inference_mlp_batch1": "overhead",
-}
+EXPECTED = EXPECTED_CLASS
 
 
 def class_mix(step: int, hide_gpm: bool) -> dict[str, collections.Counter[str]]:
@@ -199,22 +187,6 @@ def test_expiring_totals_bound_cardinality() -> None:
             totals.expire(now=float(i))
     totals.expire(now=100_000.0)
     assert len(totals) <= 10
-
-
-def run_sim(spec: dict, cycles: int, **settings: object) -> Snapshot:
-    now = [0.0]
-    backend = SimBackend(Scenario.model_validate(spec), clock=lambda: now[0])
-    collector = Collector(backend, CollectSettings(**settings), monotonic=lambda: now[0])  # type: ignore[arg-type]
-
-    async def go() -> Snapshot:
-        snap = collector.snapshot
-        for _ in range(cycles):
-            now[0] += 1.0
-            snap = await collector.collect_once()
-        await collector.close()
-        return snap
-
-    return asyncio.run(go())
 
 
 def test_per_process_and_pod_energy_sum_to_the_gpu_energy() -> None:

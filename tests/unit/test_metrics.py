@@ -12,9 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from fakenvml import FakeNvml
 from greenops_exporter import metrics
 from greenops_exporter.backends.nvml import NvmlBackend
-from greenops_exporter.backends.sim import SimBackend, load_scenario
-from greenops_exporter.collect import Collector, CollectSettings, Snapshot
+from greenops_exporter.backends.sim import load_scenario
+from greenops_exporter.collect import Collector, Snapshot
 from greenops_exporter.metrics import ALL_METRICS, SnapshotCollector
+from helpers import run_sim
 
 UNIT_SUFFIXES = (
     "_joules_per_request",
@@ -42,19 +43,7 @@ def render(snap: Snapshot, hostname: str | None = "node-a", enabled=metrics.COLL
 
 
 def sim_snapshot(cycles: int = 2) -> Snapshot:
-    now = [100.0]
-    backend = SimBackend(load_scenario(None), clock=lambda: now[0])
-    collector = Collector(backend, CollectSettings(), monotonic=lambda: now[0])
-
-    async def go() -> Snapshot:
-        snap = collector.snapshot
-        for _ in range(cycles):
-            now[0] += 1.0
-            snap = await collector.collect_once()
-        await collector.close()
-        return snap
-
-    return asyncio.run(go())
+    return run_sim(load_scenario(None), cycles)
 
 
 def samples(families: dict, name: str) -> list:

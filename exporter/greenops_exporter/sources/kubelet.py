@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-import grpc
-
 from ..backends.base import DeviceInfo, ProcessReading, Reading
 from .base import PolledSource, SourceError
 from .cgroups import CgroupReader
@@ -66,6 +64,8 @@ class KubeletPodResources(PolledSource[DeviceOwners]):
         self.timeout_seconds = timeout_seconds
 
     async def fetch(self) -> DeviceOwners:
+        import grpc  # imported here: 10 MiB of memory that only Kubernetes nodes need
+
         from .podresources import api_pb2, api_pb2_grpc
 
         if not self.socket_path.exists():

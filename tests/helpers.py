@@ -1,0 +1,56 @@
+"""Helpers shared by the tests: run the CLI, run a sim fleet for some cycles, the recorded
+phases and the class each must fall in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Any
+
+from fakenvml import FIXTURES
+from greenops_exporter.backends.sim import Scenario, SimBackend
+from greenops_exporter.collect import Collector, CollectSettings, Snapshot
+
+PHASES: list[dict[str, Any]] = json.loads((FIXTURES / "phases_a.json").read_text())["phases"]
+
+# the class each recorded phase must fall in (batch-256 inference is mixed: not judged)
+EXPECTED_CLASS = {
+    "idle_no_context": "idle",
+    "idle_context": "idle",
+    "idle_after_compute": "idle",
+    "idle_end": "idle",
+    "compute_matmul_bf16": "compute",
+    "memory_copy_2gib": "memory",
+    "pcie_h2d_1gib": "io",
+    "overhead_tiny_kernels": "overhead",
+    "inference_mlp_batch1": "overhead",
+}
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "greenops_exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_sim(spec: dict[str, Any] | Scenario, cycles: int, **settings: Any) -> Snapshot:
+    """A sim fleet collected `cycles` times, one second apart on an injected clock."""
+    now = [100.0]
+    scenario = spec if isinstance(spec, Scenario) else Scenario.model_validate(spec)
+    backend = SimBackend(scenario, clock=lambda: now[0])
+    collector = Collector(backend, CollectSettings(**settings), monotonic=lambda: now[0])
+
+    async def go() -> Snapshot:
+        snap = collector.snapshot
+        for _ in range(cycles):
+            now[0] += 1.0
+            snap = await collector.collect_once()
+        await collector.close()
+        return snap
+
+    return asyncio.run(go())
