@@ -38,12 +38,16 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_sim(spec: dict[str, Any] | Scenario, cycles: int, **settings: Any) -> Snapshot:
+def run_sim(
+    spec: dict[str, Any] | Scenario, cycles: int, carbon: Any = None, **settings: Any
+) -> Snapshot:
     """A sim fleet collected `cycles` times, one second apart on an injected clock."""
     now = [100.0]
     scenario = spec if isinstance(spec, Scenario) else Scenario.model_validate(spec)
     backend = SimBackend(scenario, clock=lambda: now[0])
-    collector = Collector(backend, CollectSettings(**settings), monotonic=lambda: now[0])
+    collector = Collector(
+        backend, CollectSettings(**settings), monotonic=lambda: now[0], carbon=carbon
+    )
 
     async def go() -> Snapshot:
         snap = collector.snapshot

@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from . import __version__
+from .analysis.footprint import FootprintSettings
 from .analysis.inference import InferenceAccount
 from .backends import choose_backend
-from .backends.base import Backend, Capability
+from .backends.base import Backend, Capability, DeviceInfo
 from .backends.replay import RecordingError
 from .backends.sim import ScenarioError
+from .carbon_commands import carbon_gate, greenest, measure, parse_duration, regions, report
 from .collect import Collector, CollectSettings, InferenceBinding, Snapshot
 from .config import (
     AnalysisConfig,
@@ -31,17 +33,36 @@ from .config import (
     effective_yaml,
     load_config,
     parse_listen_address,
+    secret,
 )
+from .gpu_models import model_by_name
 from .metrics import COLLECTOR_NAMES, SnapshotCollector
 from .offline import UsageError, analyze, record
 from .sources.base import PolledSource
+from .sources.carbon_intensity import (
+    CarbonApi,
+    CarbonAwareSdk,
+    CarbonChain,
+    ElectricityMaps,
+    UkCarbonIntensity,
+    WattTime,
+)
 from .sources.cgroups import CgroupReader
 from .sources.inference import KINDS, CounterSpec, InferenceSource
 from .sources.kubelet import KubeletPodResources, ProcessIdentifier
 
 log = logging.getLogger("greenops_exporter")
 
-COMMANDS = ("serve", "check", "analyze", "record")
+COMMANDS = (
+    "serve",
+    "check",
+    "analyze",
+    "record",
+    "measure",
+    "greenest-window",
+    "carbon-gate",
+    "regions",
+)
 
 # flag dest -> config key path
 FLAG_KEYS = {
@@ -120,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="output file; with several GPUs a name with {gpu} (trace_{gpu}.jsonl)",
     )
     _config_flags(rec)
+    meas = sub.add_parser("measure", help="the energy and carbon of one command")
+    meas.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
+    _config_flags(meas)
+    meas.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    green = sub.add_parser("greenest-window", help="when to start deferrable work")
+    green.add_argument("--duration", default="4h", help="length of the job (4h, 90m, …)")
+    green.add_argument("--within", default="24h", help="how far ahead it may start")
+    green.add_argument("--zone", help="carbon zone (default: carbon.zone)")
+    _config_flags(green)
+    gate = sub.add_parser("carbon-gate", help="exit 0 when the grid is green enough, else 3")
+    gate.add_argument("--max-intensity", type=float, required=True, metavar="G_PER_KWH")
+    gate.add_argument("--zone", help="carbon zone (default: carbon.zone)")
+    _config_flags(gate)
+    reg = sub.add_parser("regions", help="one job's carbon in each candidate region")
+    reg.add_argument("--energy-kwh", type=float, required=True)
+    reg.add_argument("--regions", help="comma-separated zones (default: all in the table)")
+    reg.add_argument("--pue", type=float, default=None, help="default: carbon.pue")
+    _config_flags(reg)
     analyze = sub.add_parser("analyze", help="energy of windows of a recording, offline")
     analyze.add_argument("recording", type=Path)
     analyze.add_argument(
@@ -132,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("--json", action="store_true", help="print JSON")
     analyze.add_argument("--config", type=Path, help="YAML config (its analysis section)")
+    analyze.add_argument("--intensity", type=float, metavar="G_PER_KWH", help="grid intensity")
+    analyze.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness")
     return parser
 
 
@@ -168,6 +209,9 @@ def settings_from(config: Config) -> CollectSettings:
         waste=config.analysis.waste(),
         identity_expire_seconds=config.analysis.identity_expire_seconds,
         advice_window_seconds=config.analysis.advice_window_seconds,
+        footprint_for=footprint_resolver(config),
+        greenest_window_seconds=config.carbon.greenest_window_seconds,
+        greenest_within_seconds=config.carbon.greenest_within_seconds,
     )
 
 
@@ -201,6 +245,59 @@ def kubernetes_from(config: Config) -> tuple[ProcessIdentifier | None, list[Poll
     return ProcessIdentifier(kubelet, cgroups), [kubelet] if kubelet else []
 
 
+def carbon_from(config: Config) -> CarbonChain:
+    """The live carbon APIs in the configured order, then the static table."""
+    c = config.carbon
+    sources: list[CarbonApi] = []
+    for i, s in enumerate(c.sources):
+        where = f"carbon.sources.{i}"
+        kw = {"interval_seconds": s.interval_seconds, "timeout_seconds": s.timeout_seconds}
+        if s.kind == "electricitymaps":
+            token = secret(f"{where}.token", s.token, s.token_file, s.token_env)
+            if token is None:
+                raise ConfigError(
+                    f"{where}.token: electricitymaps needs a token (or token_file, token_env)"
+                )
+            sources.append(ElectricityMaps(s.url, s.zone or "", token, **kw))
+        elif s.kind == "watttime":
+            password = secret(f"{where}.password", s.password, s.password_file, s.password_env)
+            if password is None:
+                raise ConfigError(
+                    f"{where}.password: watttime needs a password (or password_file, password_env)"
+                )
+            sources.append(WattTime(s.url, s.zone or "", s.username or "", password, **kw))
+        elif s.kind == "uk":
+            sources.append(UkCarbonIntensity(s.url, s.region_id, **kw))
+        else:
+            sources.append(CarbonAwareSdk(s.url, s.zone or "", **kw))
+    return CarbonChain(sources, c.zone, c.intensity_grams_per_kwh, c.max_age_seconds)
+
+
+def footprint_resolver(config: Config) -> Callable[[DeviceInfo], FootprintSettings]:
+    """Per-GPU carbon and cost settings, looked up by model key, then NVML name, then default."""
+
+    def resolve(info: DeviceInfo) -> FootprintSettings:
+        model = model_by_name(info.name)
+        keys = [k for k in (model.key if model else None, info.name, "default") if k]
+        embodied = next(
+            (config.carbon.embodied[k] for k in keys if k in config.carbon.embodied), None
+        )
+        price = next(
+            (config.cost.gpu_hourly_price[k] for k in keys if k in config.cost.gpu_hourly_price),
+            0.0,
+        )
+        return FootprintSettings(
+            pue=config.carbon.pue,
+            embodied_kg=embodied.kg if embodied else 0.0,
+            lifetime_years=embodied.lifetime_years if embodied else 4.0,
+            energy_price_per_kwh=config.cost.energy_price_per_kwh,
+            rental_price_per_hour=price,
+            currency=config.cost.currency,
+        )
+
+    return resolve
+
+
 def inference_from(config: Config) -> list[InferenceBinding]:
     bindings = []
     for c in config.inference.sources:
@@ -225,6 +322,7 @@ async def serve(config: Config) -> None:
     log.info("backend %s: %s", backend.name, reason)
     identify, sources = kubernetes_from(config)
     inference = inference_from(config)
+    carbon = carbon_from(config)
     collector = Collector(
         backend,
         settings_from(config),
@@ -232,6 +330,7 @@ async def serve(config: Config) -> None:
         identify=identify,
         sources=sources,
         inference=inference,
+        carbon=carbon,
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
@@ -272,6 +371,8 @@ async def serve(config: Config) -> None:
     await asyncio.gather(*source_tasks, return_exceptions=True)
     for binding in inference:
         await binding.source.close()
+    for api in carbon.sources:
+        await api.close()
     await runner.cleanup()
     await collector.close()
 
@@ -406,7 +507,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "analyze":
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
             analysis = load_config(args.config).analysis if args.config else AnalysisConfig()
-            return analyze(args.recording, args.window, args.json, analysis)
+            if (args.intensity is not None and args.intensity < 0) or args.pue < 1:
+                raise UsageError("--intensity must be >= 0 and --pue >= 1")
+            return analyze(
+                args.recording, args.window, args.json, analysis, args.intensity, args.pue
+            )
         config = config_from_args(args)
         logging.basicConfig(
             level=config.log_level.upper(),
@@ -417,6 +522,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return check(config)
+        if args.command in ("greenest-window", "carbon-gate"):
+            if args.zone:
+                config.carbon.zone = args.zone
+                for source in config.carbon.sources:
+                    if source.kind != "uk":
+                        source.zone = args.zone
+            chain = carbon_from(config)
+            if args.command == "carbon-gate":
+                return carbon_gate(chain, args.max_intensity)
+            return greenest(chain, parse_duration(args.duration), parse_duration(args.within))
+        if args.command == "regions":
+            if args.energy_kwh < 0:
+                raise UsageError("--energy-kwh must not be negative")
+            names = [n.strip() for n in args.regions.split(",")] if args.regions else None
+            return regions(args.energy_kwh, names, args.pue or config.carbon.pue)
+        if args.command == "measure":
+            command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+            if not command:
+                raise UsageError("measure: give the command after --")
+            backend, reason = backend_from(config)
+            result = asyncio.run(
+                measure(
+                    command,
+                    backend,
+                    reason,
+                    settings_from(config),
+                    carbon_from(config),
+                    config.carbon.pue,
+                )
+            )
+            report(result, args.json)
+            return result.exit_code
         if args.command == "record":
             if args.duration <= 0:
                 raise UsageError("--duration must be positive")

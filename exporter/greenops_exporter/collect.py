@@ -15,13 +15,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
 from .analysis.attribution import ExpiringTotals, IdleBaseline, PodKey, ProcessKey, split
 from .analysis.bottleneck import BottleneckClass, Signals, Thresholds
+from .analysis.carbon import ForecastPoint, GreenestWindow, greenest_window
 from .analysis.efficiency import Efficiency
 from .analysis.energy import EnergyMeter, EnergySource
+from .analysis.footprint import CycleFootprint, Footprint, FootprintSettings
 from .analysis.inference import InferenceAccount, ModelEfficiency
 from .analysis.rightsizing import Advice, RightSize
 from .analysis.waste import WasteSettings
@@ -37,6 +40,7 @@ from .backends.base import (
 )
 from .gpu_models import idle_watts_estimate, model_by_name
 from .sources.base import PolledSource, SourceStatus
+from .sources.carbon_intensity import CarbonChain, CarbonReading, Intensity
 from .sources.inference import InferenceSource
 
 # Fills in pod, namespace and container of a process (kubelet pod-resources, cgroups).
@@ -61,6 +65,9 @@ class CollectSettings:
     waste: WasteSettings = field(default_factory=WasteSettings)
     identity_expire_seconds: float = 300.0
     advice_window_seconds: float = 3600.0
+    footprint_for: Callable[[DeviceInfo], FootprintSettings] = lambda info: FootprintSettings()
+    greenest_window_seconds: float = 4 * 3600.0
+    greenest_within_seconds: float = 24 * 3600.0
 
 
 @dataclass
@@ -106,6 +113,25 @@ class Waste:
 
 
 @dataclass(frozen=True, slots=True)
+class Costs:
+    """A GPU's carbon and cost accounts (grams, currency units)."""
+
+    operational_grams: float = 0.0
+    embodied_grams: float = 0.0
+    energy_cost: float = 0.0
+    rental_cost: float = 0.0
+    waste_cost: Mapping[BottleneckClass, float] = field(default_factory=dict)
+    currency: str = "USD"
+
+
+@dataclass(frozen=True, slots=True)
+class PodCosts:
+    operational_grams: float
+    embodied_grams: float
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceSnapshot:
     info: DeviceInfo
     up: bool
@@ -120,6 +146,8 @@ class DeviceSnapshot:
     waste: Waste = field(default_factory=Waste)
     process_energy: Mapping[ProcessKey, float] = field(default_factory=dict)
     pod_energy: Mapping[PodKey, float] = field(default_factory=dict)
+    costs: Costs = field(default_factory=Costs)
+    pod_costs: Mapping[PodKey, PodCosts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +162,9 @@ class Snapshot:
     cycle_unix: float | None = None
     sources: tuple[SourceStatus, ...] = ()
     inference: tuple[InferenceSnapshot, ...] = ()
+    intensity: Intensity | None = None
+    greenest: GreenestWindow | None = None
+    forecast_min_grams_per_kwh: float | None = None
 
     @property
     def ready(self) -> bool:
@@ -147,6 +178,11 @@ class _DeviceState:
     processes: ExpiringTotals[ProcessKey]
     pods: ExpiringTotals[PodKey]
     baseline: IdleBaseline
+    footprint: Footprint
+    pod_operational: ExpiringTotals[PodKey]
+    pod_embodied: ExpiringTotals[PodKey]
+    pod_cost: ExpiringTotals[PodKey]
+    cycle_footprint: CycleFootprint | None = None
     meter: EnergyMeter = field(default_factory=EnergyMeter)
     reading: Reading | None = None
     up: bool = True
@@ -177,7 +213,23 @@ class _DeviceState:
             waste=self._waste(),
             process_energy=self.processes.snapshot(),
             pod_energy=self.pods.snapshot(),
+            costs=Costs(
+                self.footprint.operational_grams,
+                self.footprint.embodied_grams,
+                self.footprint.energy_cost,
+                self.footprint.rental_cost,
+                dict(self.footprint.waste_cost),
+                self.footprint.settings.currency,
+            ),
+            pod_costs=self._pod_costs(),
         )
+
+    def _pod_costs(self) -> dict[PodKey, PodCosts]:
+        embodied, cost = self.pod_embodied.snapshot(), self.pod_cost.snapshot()
+        return {
+            pod: PodCosts(grams, embodied.get(pod, 0.0), cost.get(pod, 0.0))
+            for pod, grams in self.pod_operational.items()
+        }
 
     def _waste(self) -> Waste:
         e = self.efficiency
@@ -210,11 +262,20 @@ class Collector:
         identify: ProcessIdentifier | None = None,
         sources: Sequence[PolledSource[Any]] = (),
         inference: Sequence[InferenceBinding] = (),
+        carbon: CarbonChain | None = None,
     ) -> None:
+        self.carbon = carbon or CarbonChain([], "world")
         self.backend = backend
         self.identify = identify
         self.inference = list(inference)
-        self.sources = [*sources, *(b.source for b in self.inference)]
+        self.sources: list[PolledSource[Any]] = [
+            *sources,
+            *(b.source for b in self.inference),
+            *self.carbon.sources,
+        ]
+        self._intensity = CarbonReading(self.carbon.static)  # until the first cycle
+        self._greenest_for: tuple[ForecastPoint, ...] | None = None
+        self._greenest: GreenestWindow | None = None
         self.settings = settings or CollectSettings()
         self.backend_reason = backend_reason
         self._wall = wall_clock
@@ -261,6 +322,10 @@ class Collector:
                 ExpiringTotals(s.identity_expire_seconds),
                 ExpiringTotals(s.identity_expire_seconds),
                 IdleBaseline(idle_watts_estimate(info.name, info.power_limit_watts)),
+                Footprint(s.footprint_for(info)),
+                ExpiringTotals(s.identity_expire_seconds),
+                ExpiringTotals(s.identity_expire_seconds),
+                ExpiringTotals(s.identity_expire_seconds),
             )
             for info in infos
         ]
@@ -310,16 +375,23 @@ class Collector:
 
     async def collect_once(self) -> Snapshot:
         started = time.perf_counter()
+        self._intensity = self.carbon.current()  # one intensity in force for the whole cycle
         if not self._opened:
             await self._open()
         if self._opened:
             await self._read_all()
             now = self._monotonic()
             for state in self._devices:
-                state.processes.expire(now)
-                state.pods.expire(now)
+                for totals in (
+                    state.processes,
+                    state.pods,
+                    state.pod_operational,
+                    state.pod_embodied,
+                    state.pod_cost,
+                ):
+                    totals.expire(now)
             for binding in self.inference:
-                binding.account.add_energy(self._binding_joules(binding))
+                binding.account.add_energy(*self._binding_share(binding))
                 binding.account.observe(binding.source.value, now)
         self._cycles += 1
         self.snapshot = Snapshot(
@@ -332,6 +404,11 @@ class Collector:
             cycle_seconds=time.perf_counter() - started,
             cycle_unix=self._wall(),
             sources=tuple(source.status() for source in self.sources),
+            intensity=self._intensity.now,
+            greenest=self._greenest_window(),
+            forecast_min_grams_per_kwh=min(
+                (p.grams_per_kwh for p in self.carbon.forecast()), default=None
+            ),
             inference=tuple(
                 InferenceSnapshot(
                     b.source.name,
@@ -344,8 +421,21 @@ class Collector:
         )
         return self.snapshot
 
-    def _binding_joules(self, binding: InferenceBinding) -> float:
-        joules = 0.0
+    def _greenest_window(self) -> GreenestWindow | None:
+        forecast = self.carbon.forecast()
+        if forecast != self._greenest_for:
+            self._greenest_for = forecast
+            self._greenest = greenest_window(
+                forecast,
+                datetime.fromtimestamp(self._wall(), UTC),
+                timedelta(seconds=self.settings.greenest_window_seconds),
+                timedelta(seconds=self.settings.greenest_within_seconds),
+            )
+        return self._greenest
+
+    def _binding_share(self, binding: InferenceBinding) -> tuple[float, float]:
+        """This cycle's joules and grams (operational + embodied) of an inference source."""
+        joules = grams = 0.0
         pids = binding.source.pids
         for state in self._devices:
             if binding.gpus is not None and not (
@@ -353,16 +443,19 @@ class Collector:
             ):
                 continue
             if binding.gpus is None or pids:
-                joules += sum(j for p, j in state.cycle_split if p.pid in pids)
+                part = sum(j for p, j in state.cycle_split if p.pid in pids)
             else:
-                joules += state.cycle_joules
-        return joules
+                part = state.cycle_joules
+            joules += part
+            if state.cycle_footprint is not None and state.cycle_joules > 0:
+                grams += state.cycle_footprint.grams * part / state.cycle_joules
+        return joules, grams
 
     async def _read_all(self) -> None:
         assert self._executor is not None
         now = self._monotonic()
         for state in self._devices:
-            state.cycle_joules, state.cycle_split = 0.0, []
+            state.cycle_joules, state.cycle_split, state.cycle_footprint = 0.0, [], None
         pending: dict[asyncio.Future[tuple[Reading, float]], _DeviceState] = {}
         for index, state in enumerate(self._devices):
             if state.in_flight is not None and not state.in_flight.done():
@@ -413,6 +506,9 @@ class Collector:
         now = self._monotonic()
         state.cycle_joules = joules
         state.cycle_split = split(reading, joules, idle)
+        intensity = self._intensity.now.grams_per_kwh
+        cycle = state.footprint.update(joules, seconds_since, intensity, state.efficiency.current)
+        state.cycle_footprint = cycle
         for process, share in state.cycle_split:
             state.processes.add(
                 ProcessKey(
@@ -428,9 +524,12 @@ class Collector:
                 now,
             )
             if process.pod:
-                state.pods.add(
-                    PodKey(process.namespace, process.pod, process.container), share, now
-                )
+                pod = PodKey(process.namespace, process.pod, process.container)
+                state.pods.add(pod, share, now)
+                part = cycle.share(share / joules if joules > 0 else 0.0)
+                state.pod_operational.add(pod, part.operational_grams, now)
+                state.pod_embodied.add(pod, part.embodied_grams, now)
+                state.pod_cost.add(pod, part.cost, now)
         state.reading = reading
         state.read_seconds = seconds
         state.last_success_unix = self._wall()

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .analysis.bottleneck import Thresholds
 from .analysis.waste import WasteSettings
@@ -135,6 +143,80 @@ class InferenceConfig(_Section):
         return self
 
 
+class CarbonSourceConfig(_Section):
+    kind: Literal["electricitymaps", "watttime", "uk", "carbon_aware_sdk"]
+    url: str = Field(pattern=r"^https?://")
+    zone: str | None = None  # Electricity Maps zone, WattTime region, Carbon Aware location
+    region_id: int | None = Field(default=None, ge=1, le=17)  # UK regional API
+    token: SecretStr | None = None  # prefer token_file or token_env
+    token_file: Path | None = None
+    token_env: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    interval_seconds: float = Field(default=300.0, gt=0)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _needs(self) -> CarbonSourceConfig:
+        if self.kind in ("electricitymaps", "watttime", "carbon_aware_sdk") and not self.zone:
+            raise ValueError(f"zone: the {self.kind} source needs a zone (or region/location)")
+        if self.kind == "watttime" and not self.username:
+            raise ValueError("username: the watttime source needs a username")
+        return self
+
+
+class EmbodiedConfig(_Section):
+    kg: float = Field(gt=0)
+    lifetime_years: float = Field(default=4.0, gt=0)
+
+
+def _default_embodied() -> dict[str, EmbodiedConfig]:
+    # NVIDIA's H100 product carbon footprint; used for models without their own figure
+    return {"default": EmbodiedConfig(kg=164.0, lifetime_years=4.0)}
+
+
+class CarbonConfig(_Section):
+    zone: str = "world"  # static table key: gcp:<region>, aws:<region>, azure:<region>, GB…
+    intensity_grams_per_kwh: float | None = Field(default=None, ge=0)  # a fixed override
+    pue: float = Field(default=1.0, ge=1.0, le=3.0)
+    max_age_seconds: float = Field(default=3600.0, gt=0)
+    sources: list[CarbonSourceConfig] = Field(default_factory=list)
+    embodied: dict[str, EmbodiedConfig] = Field(default_factory=_default_embodied)
+    greenest_window_seconds: float = Field(default=4 * 3600.0, gt=0)
+    greenest_within_seconds: float = Field(default=24 * 3600.0, gt=0)
+
+
+class CostConfig(_Section):
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    energy_price_per_kwh: float = Field(default=0.0, ge=0)
+    gpu_hourly_price: dict[str, float] = Field(default_factory=dict)  # model key/name -> price
+
+
+def secret(
+    where: str,
+    value: SecretStr | None,
+    file: Path | None,
+    env: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """A secret from the config, a file or an environment variable (in that order)."""
+    if value is not None:
+        return value.get_secret_value()
+    if file is not None:
+        try:
+            return file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}_file: cannot read {file}: {exc.strerror}") from exc
+    if env is not None:
+        found = (os.environ if environ is None else environ).get(env)
+        if found is None:
+            raise ConfigError(f"{where}_env: ${env} is not set")
+        return found
+    return None
+
+
 class LabelsConfig(_Section):
     hostname: bool = True
     hostname_value: str | None = None  # None: $NODE_NAME, else the machine's hostname
@@ -148,6 +230,7 @@ class CollectorsConfig(_Section):
     processes: bool = True
     mig: bool = True
     inference: bool = True
+    carbon: bool = True
 
     def enabled(self) -> list[str]:
         return [name for name, on in self.model_dump().items() if on]
@@ -160,6 +243,8 @@ class Config(_Section):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    carbon: CarbonConfig = Field(default_factory=CarbonConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -296,6 +296,98 @@ INFERENCE_JOULES_PER_TOKEN = _g(
     "token_kind",
     gpu=False,
 )
+# --- carbon and cost -------------------------------------------------------------------
+GPU_CARBON = _c(
+    "greenops_gpu_carbon_grams_total",
+    "Grams of CO2e: operational (kWh x PUE x the grid intensity in force each cycle) and "
+    "embodied (the GPU's manufacturing footprint spread over its lifetime, per the SCI spec).",
+    "scope",
+)
+POD_CARBON = _c(
+    "greenops_pod_carbon_grams_total",
+    "Grams of CO2e attributed to a pod's container on this GPU, by scope, split like energy.",
+    "namespace",
+    "pod",
+    "container",
+    "scope",
+)
+GPU_COST = _c(
+    "greenops_gpu_cost_total",
+    "Money spent on the GPU: energy (kWh x PUE x price) and rental (hours x hourly price).",
+    "kind",
+    "currency",
+)
+GPU_WASTE_COST = _c(
+    "greenops_gpu_waste_cost_total",
+    "Energy and rental cost of the time the GPU spent idle or overhead-bound.",
+    "class",
+    "currency",
+)
+POD_COST = _c(
+    "greenops_pod_cost_total",
+    "Energy and rental cost attributed to a pod's container on this GPU, split like energy.",
+    "namespace",
+    "pod",
+    "container",
+    "currency",
+)
+GRID_INTENSITY = _g(
+    "greenops_grid_carbon_intensity_grams_per_kwh",
+    "The grid carbon intensity in force, in gCO2e/kWh, and where it came from (a live API or "
+    "the static table).",
+    "source",
+    "zone",
+    gpu=False,
+)
+FORECAST_MIN = _g(
+    "greenops_grid_carbon_intensity_forecast_min_grams_per_kwh",
+    "The lowest intensity in the current forecast, in gCO2e/kWh.",
+    "zone",
+    gpu=False,
+)
+GREENEST_START = _g(
+    "greenops_greenest_window_start_timestamp_seconds",
+    "Unix time at which the greenest window of the configured length starts, within the "
+    "configured horizon.",
+    "zone",
+    gpu=False,
+)
+GREENEST_MEAN = _g(
+    "greenops_greenest_window_mean_grams_per_kwh",
+    "Mean forecast intensity over the greenest window, in gCO2e/kWh.",
+    "zone",
+    gpu=False,
+)
+GREENEST_SAVING = _g(
+    "greenops_greenest_window_saving_ratio",
+    "Share of carbon saved by starting at the greenest window instead of now, 0..1.",
+    "zone",
+    gpu=False,
+)
+INFERENCE_CARBON = _c(
+    "greenops_inference_carbon_grams_total",
+    "Grams of CO2e (operational and embodied) of an inference server's work, by model.",
+    "source",
+    "kind",
+    "model",
+    gpu=False,
+)
+INFERENCE_SCI_REQUEST = _g(
+    "greenops_inference_sci_grams_per_request",
+    "Software Carbon Intensity per request over the inference window: (E x I + M) / R, grams.",
+    "source",
+    "kind",
+    "model",
+    gpu=False,
+)
+INFERENCE_SCI_TOKEN = _g(
+    "greenops_inference_sci_grams_per_token",
+    "Software Carbon Intensity per prompt and generated token over the window, grams.",
+    "source",
+    "kind",
+    "model",
+    gpu=False,
+)
 # --- processes and MIG -----------------------------------------------------------------
 PROCESS_MEMORY = _g(
     "greenops_process_gpu_memory_bytes",
@@ -448,7 +540,16 @@ PIPES = (
 )
 
 # Collectors that can be switched off. The "exporter" self-metrics are always on.
-COLLECTOR_NAMES = ("gpu", "efficiency", "gpm", "pcie", "processes", "mig", "inference")
+COLLECTOR_NAMES = (
+    "gpu",
+    "efficiency",
+    "gpm",
+    "pcie",
+    "processes",
+    "mig",
+    "inference",
+    "carbon",
+)
 
 
 class _Families:
@@ -634,6 +735,33 @@ def _render_inference(out: _Families, snap: Snapshot) -> None:
                 "generation",
             )
             out.add(INFERENCE_JOULES_PER_TOKEN, m.joules_per_token, None, *labels, "all")
+            out.add(INFERENCE_CARBON, m.totals.carbon_grams, None, *labels)
+            out.add(INFERENCE_SCI_REQUEST, m.sci_grams_per_request, None, *labels)
+            out.add(INFERENCE_SCI_TOKEN, m.sci_grams_per_token, None, *labels)
+
+
+def _render_carbon(out: _Families, snap: Snapshot) -> None:
+    if snap.intensity is not None:
+        zone = snap.intensity.zone
+        out.add(GRID_INTENSITY, snap.intensity.grams_per_kwh, None, snap.intensity.source, zone)
+        out.add(FORECAST_MIN, snap.forecast_min_grams_per_kwh, None, zone)
+        if snap.greenest is not None:
+            out.add(GREENEST_START, snap.greenest.start.timestamp(), None, zone)
+            out.add(GREENEST_MEAN, snap.greenest.mean_grams_per_kwh, None, zone)
+            out.add(GREENEST_SAVING, snap.greenest.saving_ratio, None, zone)
+    for d in snap.devices:
+        c = d.costs
+        out.add(GPU_CARBON, c.operational_grams, d, "operational")
+        out.add(GPU_CARBON, c.embodied_grams, d, "embodied")
+        out.add(GPU_COST, c.energy_cost, d, "energy", c.currency)
+        out.add(GPU_COST, c.rental_cost, d, "rental", c.currency)
+        for cls, cost in c.waste_cost.items():
+            out.add(GPU_WASTE_COST, cost, d, cls.value, c.currency)
+        for pod, pc in d.pod_costs.items():
+            labels = (pod.namespace, pod.pod, pod.container)
+            out.add(POD_CARBON, pc.operational_grams, d, *labels, "operational")
+            out.add(POD_CARBON, pc.embodied_grams, d, *labels, "embodied")
+            out.add(POD_COST, pc.cost, d, *labels, c.currency)
 
 
 Renderer = Callable[[_Families, Snapshot], None]
@@ -655,6 +783,7 @@ _RENDERERS: dict[str, Renderer] = {
     "processes": _per_device(_render_processes),
     "mig": _per_device(_render_mig),
     "inference": _render_inference,
+    "carbon": _render_carbon,
 }
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .analysis.bottleneck import BottleneckClass
+from .analysis.carbon import embodied_grams, operational_grams
 from .analysis.energy import cumulative_energy, energy_source
 from .analysis.windows import WindowReport, analyze_window
 from .backends.base import Backend
 from .backends.replay import load_recording, sample_from_reading
 from .collect import Collector, CollectSettings
-from .config import AnalysisConfig
+from .config import AnalysisConfig, EmbodiedConfig
 from .gpu_models import model_by_name
 
 
@@ -41,7 +42,7 @@ def parse_window(text: str) -> tuple[float, float, float | None]:
     return start, end, ops
 
 
-def window_json(report: WindowReport) -> dict[str, Any]:
+def window_json(report: WindowReport, carbon: tuple[float, float] | None = None) -> dict[str, Any]:
     """The stable `analyze --json` contract: later releases add keys, never rename."""
     w = report.energy
     return {
@@ -74,6 +75,14 @@ def window_json(report: WindowReport) -> dict[str, Any]:
             if report.advice is None
             else {"code": report.advice.code, "text": report.advice.text}
         ),
+        **(
+            {}
+            if carbon is None
+            else {
+                "carbon_grams_operational": round(carbon[0], 4),
+                "carbon_grams_embodied": round(carbon[1], 4),
+            }
+        ),
     }
 
 
@@ -82,6 +91,9 @@ def analyze(
     windows_text: Sequence[str],
     as_json: bool,
     analysis: AnalysisConfig | None = None,
+    intensity: float | None = None,
+    pue: float = 1.0,
+    embodied_table: Mapping[str, EmbodiedConfig] | None = None,
 ) -> int:
     analysis = analysis or AnalysisConfig()
     windows = [parse_window(w) for w in windows_text]
@@ -99,11 +111,23 @@ def analyze(
         for start, end, ops in windows
     ]
     source = energy_source(readings).value
+    table = embodied_table or {"default": EmbodiedConfig(kg=164.0)}
+    keys = [model.key if model else "", str(recording.identity.get("name", "")), "default"]
+    embodied = next((table[k] for k in keys if k in table), EmbodiedConfig(kg=164.0))
+    carbon = [
+        None
+        if intensity is None
+        else (
+            operational_grams(r.energy.energy_joules, pue, intensity),
+            embodied_grams(embodied.kg, embodied.lifetime_years, r.energy.seconds),
+        )
+        for r in reports
+    ]
     if as_json:
         document = {
             "recording": str(recording_path),
             "energy_source": source,
-            "windows": [window_json(r) for r in reports],
+            "windows": [window_json(r, c) for r, c in zip(reports, carbon, strict=True)],
         }
         print(json.dumps(document, indent=2))
         return 0
@@ -140,6 +164,12 @@ def analyze(
             )
         if r.advice is not None:
             print(f"{'':>8} advice: {r.advice.text}")
+    for r, c in zip(reports, carbon, strict=True):
+        if c is not None:
+            print(
+                f"{r.energy.start:8.2f} carbon {c[0]:.3f} g operational "
+                f"({intensity:g} g/kWh, PUE {pue:g}) + {c[1]:.3f} g embodied"
+            )
     return 0
 
 

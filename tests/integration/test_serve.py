@@ -161,6 +161,19 @@ def test_scrape_sim_fleet(sim: Exporter) -> None:
         for s in second["greenops_gpu_recommendation_info"].samples
     }
     assert advice["1"] == "release_idle_allocation"
+
+    # carbon: the static world fallback in force, operational grams follow the energy
+    [grid] = second["greenops_grid_carbon_intensity_grams_per_kwh"].samples
+    assert (grid.labels["source"], grid.labels["zone"], grid.value) == ("static", "world", 475.0)
+    carbon = {
+        (s.labels["gpu"], s.labels["scope"]): s.value
+        for s in second["greenops_gpu_carbon_grams"].samples
+        if s.name.endswith("_total")
+    }
+    for gpu in "0123":
+        energy = e2[gpu]  # the counter scraped at the same snapshot
+        assert carbon[(gpu, "operational")] == pytest.approx(energy / 3.6e6 * 475, rel=0.05)
+        assert carbon[(gpu, "embodied")] > 0
     assert advice["2"] == "raise_arithmetic_intensity"
 
 

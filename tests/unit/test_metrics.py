@@ -19,6 +19,11 @@ from helpers import run_sim
 
 UNIT_SUFFIXES = (
     "_joules_per_request",
+    "_grams_total",
+    "_grams_per_kwh",
+    "_grams_per_request",
+    "_grams_per_token",
+    "_cost_total",
     "_joules_per_token",
     "_watts",
     "_joules_total",

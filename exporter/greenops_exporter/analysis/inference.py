@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..sources.inference import Counts, InferenceValue
+from .carbon import sci
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +24,15 @@ class ModelTotals:
     requests: float = 0.0
     prompt_tokens: float = 0.0
     generation_tokens: float = 0.0
+    carbon_grams: float = 0.0  # operational + embodied
 
-    def plus(self, energy: float, delta: Counts) -> ModelTotals:
+    def plus(self, energy: float, grams: float, delta: Counts) -> ModelTotals:
         return ModelTotals(
             self.energy_joules + energy,
             self.requests + delta.requests,
             self.prompt_tokens + delta.prompt_tokens,
             self.generation_tokens + delta.generation_tokens,
+            self.carbon_grams + grams,
         )
 
 
@@ -40,6 +43,8 @@ class ModelEfficiency:
     joules_per_request: float | None
     joules_per_generated_token: float | None
     joules_per_token: float | None
+    sci_grams_per_request: float | None = None
+    sci_grams_per_token: float | None = None
 
 
 def counter_increase(old: Counts | None, new: Counts) -> Counts:
@@ -70,14 +75,17 @@ class InferenceAccount:
     def __init__(self, window_seconds: float = 60.0) -> None:
         self.window_seconds = window_seconds
         self.energy_joules = 0.0
+        self.carbon_grams = 0.0
+        self._carbon_at_fetch = 0.0
         self.totals: dict[str, ModelTotals] = {}
         self._counts: Mapping[str, Counts] | None = None
         self._fetched_at: float | None = None
         self._energy_at_fetch = 0.0
         self._points: dict[str, deque[tuple[float, ModelTotals]]] = {}
 
-    def add_energy(self, joules: float) -> None:
+    def add_energy(self, joules: float, grams: float = 0.0) -> None:
         self.energy_joules += joules
+        self.carbon_grams += grams
 
     def observe(self, value: InferenceValue | None, now: float) -> None:
         """Take a fetch of the server's counters (ignored if already seen)."""
@@ -86,14 +94,19 @@ class InferenceAccount:
         self._fetched_at = value.fetched_at
         energy = self.energy_joules - self._energy_at_fetch
         self._energy_at_fetch = self.energy_joules
+        carbon = self.carbon_grams - self._carbon_at_fetch
+        self._carbon_at_fetch = self.carbon_grams
         if self._counts is None or value.reset:
             self._counts = value.counts  # a new baseline: nothing to attribute yet
             return
         old = self._counts
         self._counts = value.counts
         deltas = {m: counter_increase(old.get(m), c) for m, c in value.counts.items()}
-        for model, joules in split_by_work(energy, deltas).items():
-            totals = self.totals.get(model, ModelTotals()).plus(joules, deltas[model])
+        shares = split_by_work(1.0, deltas)
+        for model, share in shares.items():
+            totals = self.totals.get(model, ModelTotals()).plus(
+                energy * share, carbon * share, deltas[model]
+            )
             self.totals[model] = totals
             points = self._points.setdefault(model, deque())
             points.append((now, totals))
@@ -104,7 +117,7 @@ class InferenceAccount:
         out = []
         for model, totals in sorted(self.totals.items()):
             points = self._points.get(model)
-            jpr = jpg = jpt = None
+            jpr = jpg = jpt = sci_r = sci_t = None
             if points and len(points) >= 2:
                 (_, first), (_, last) = points[0], points[-1]
                 energy = last.energy_joules - first.energy_joules
@@ -114,5 +127,8 @@ class InferenceAccount:
                 jpr = energy / requests if requests > 0 else None
                 jpg = energy / generated if generated > 0 else None
                 jpt = energy / tokens if tokens > 0 else None
-            out.append(ModelEfficiency(model, totals, jpr, jpg, jpt))
+                grams = last.carbon_grams - first.carbon_grams
+                sci_r = sci(grams, 0.0, requests)  # grams already hold E x I + M
+                sci_t = sci(grams, 0.0, tokens)
+            out.append(ModelEfficiency(model, totals, jpr, jpg, jpt, sci_r, sci_t))
         return out

@@ -1,0 +1,211 @@
+"""The carbon-aware commands as a user runs them: greenest-window against a real HTTP
+server speaking the UK Carbon Intensity API, carbon-gate, regions, measure, analyze."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from fakenvml import FIXTURES
+from helpers import cli
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+def uk_app() -> web.Application:
+    """The UK API: 200 g/kWh now, a dip to 50 g/kWh four to six hours ahead."""
+
+    def period(i: int, value: int) -> dict:
+        start = NOW + timedelta(minutes=30 * i)
+        return {
+            "from": start.strftime("%Y-%m-%dT%H:%MZ"),
+            "to": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%MZ"),
+            "intensity": {"forecast": value, "actual": None, "index": "moderate"},
+        }
+
+    values = [200] * 8 + [50] * 4 + [200] * 36
+
+    async def now(request: web.Request) -> web.Response:
+        return web.json_response({"data": [period(0, 200)]})
+
+    async def forecast(request: web.Request) -> web.Response:
+        return web.json_response({"data": [period(i, v) for i, v in enumerate(values)]})
+
+    app = web.Application()
+    app.router.add_get("/intensity", now)
+    app.router.add_get("/intensity/{start}/fw24h", forecast)
+    return app
+
+
+@pytest.fixture
+def uk_url():
+    """The UK API on 127.0.0.1 in a thread, for a CLI in another process to reach."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(uk_app())
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def config_with_uk(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"carbon:\n  zone: GB\n  sources:\n    - {{kind: uk, url: '{url}'}}\n")
+    return path
+
+
+def test_greenest_window_from_a_live_forecast(tmp_path: Path, uk_url: str) -> None:
+    result = cli(
+        "greenest-window",
+        "--duration",
+        "2h",
+        "--within",
+        "24h",
+        "--config",
+        str(config_with_uk(tmp_path, uk_url)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    start = (NOW + timedelta(hours=4)).isoformat(timespec="minutes")
+    assert f"starts  {start}" in out
+    assert "mean    50 gCO2e/kWh" in out
+    assert "saving  75% against starting now (200 gCO2e/kWh)" in out
+
+
+def test_greenest_window_without_a_forecast_says_so() -> None:
+    result = cli("greenest-window", "--zone", "FR")
+    assert result.returncode == 1
+    assert "no forecast" in result.stdout and "42 g/kWh from static" in result.stdout
+
+
+def test_carbon_gate(tmp_path: Path, uk_url: str) -> None:
+    config = str(config_with_uk(tmp_path, uk_url))
+    go = cli("carbon-gate", "--max-intensity", "250", "--config", config)
+    assert go.returncode == 0 and "200 gCO2e/kWh (uk)" in go.stdout and "go" in go.stdout
+    wait = cli("carbon-gate", "--max-intensity", "150", "--config", config)
+    assert wait.returncode == 3 and "defer" in wait.stdout
+    # the API down: the static table decides, and says so
+    down = cli("carbon-gate", "--max-intensity", "250", "--zone", "GB")
+    assert down.returncode == 0 and "217 gCO2e/kWh (static)" in down.stdout
+
+
+def test_regions_sorted_by_carbon() -> None:
+    result = cli(
+        "regions", "--energy-kwh", "1000", "--regions", "aws:us-east-1,FR,gcp:europe-north1,world"
+    )
+    assert result.returncode == 0
+    rows = [line.split()[0] for line in result.stdout.splitlines()[2:]]
+    assert rows == ["gcp:europe-north1", "FR", "aws:us-east-1", "world"]
+    assert "39.32" in result.stdout or "39.3" in result.stdout
+    # 1000 kWh x 379.069 g/kWh = 379.07 kg
+    assert "379.07" in result.stdout
+    bad = cli("regions", "--energy-kwh", "1", "--regions", "moon-1")
+    assert bad.returncode == 2 and "moon-1" in bad.stderr
+
+
+def test_measure_a_command_on_replay(tmp_path: Path) -> None:
+    out = tmp_path / "m.json"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "carbon: {zone: GB, pue: 1.2}\n"
+        "cost: {energy_price_per_kwh: 0.30, gpu_hourly_price: {default: 3.60}}\n"
+    )
+    result = cli(
+        "measure",
+        "--json",
+        str(out),
+        "--config",
+        str(config),
+        "--backend",
+        "replay",
+        "--replay",
+        str(FIXTURES / "trace_a.jsonl"),
+        "--replay-speed",
+        "10",
+        "--collect-interval",
+        "0.2",
+        "--",
+        sys.executable,
+        "-c",
+        "import time, sys; time.sleep(2); sys.exit(7)",
+    )
+    assert result.returncode == 7, result.stderr  # the command's own exit code
+    report = json.loads(out.read_text())
+    assert report["exit_code"] == 7
+    assert report["gpus"] == ["GPU-e8b6b100-c246-322a-802b-56ddb5cc4c04"]
+    assert 1.9 < report["duration_seconds"] < 4
+    # 10x: the energy of the first ~10 x duration seconds of the recording (from its counter;
+    # the replay clock starts a little before the command and reads every 2 recorded seconds)
+    from greenops_exporter.analysis.energy import cumulative_energy, window_energy
+    from greenops_exporter.backends.replay import load_recording
+
+    rec = load_recording(FIXTURES / "trace_a.jsonl")
+    times, cumulative = rec.times, cumulative_energy(rec.readings)
+    span = 10 * report["duration_seconds"]
+    low = window_energy(times, cumulative, times[0], times[0] + span - 6).energy_joules
+    high = window_energy(times, cumulative, times[0], times[0] + span + 6).energy_joules
+    assert low < report["energy_joules"] < high
+    kwh = report["energy_joules"] / 3.6e6
+    assert report["carbon_grams_operational"] == pytest.approx(kwh * 1.2 * 217.4, rel=1e-3)
+    assert report["cost"]["energy"] == pytest.approx(kwh * 1.2 * 0.30, rel=1e-3)
+    assert report["intensity_source"] == "static" and report["pue"] == 1.2
+    assert sum(report["class_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert report["equivalent_km_driven"] > 0
+    assert "greenops measure:" in result.stderr and "like driving" in result.stderr
+
+
+def test_measure_needs_a_command() -> None:
+    result = cli("measure", "--backend", "sim")
+    assert result.returncode == 2 and "give the command" in result.stderr
+
+
+def test_analyze_with_intensity_and_pue() -> None:
+    result = cli(
+        "analyze",
+        str(FIXTURES / "trace_a.jsonl"),
+        "--window",
+        "15.8251:27.8394",
+        "--intensity",
+        "250",
+        "--pue",
+        "1.1",
+        "--json",
+    )
+    [window] = json.loads(result.stdout)["windows"]
+    # 8324.3 J = 0.0023123 kWh x 1.1 x 250 = 0.6359 g
+    assert window["carbon_grams_operational"] == pytest.approx(
+        window["energy_joules"] / 3.6e6 * 1.1 * 250, rel=1e-3
+    )
+    # H100: 164 kg over 4 years, for 12.01 s: 164000 x 12.0143 / 126230400 = 0.015609 g
+    assert window["carbon_grams_embodied"] == pytest.approx(
+        164000 * window["seconds"] / 126230400, rel=1e-3
+    )
+
+
+def test_secrets_stay_out_of_print_config(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok-VERY-SECRET\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "carbon:\n  sources:\n"
+        "    - {kind: electricitymaps, url: 'http://127.0.0.1:9', zone: DE, token: inline-SECRET}\n"
+        "    - {kind: electricitymaps, url: 'http://127.0.0.1:9', zone: DE,\n"
+        f"       token_file: '{token}'}}\n"
+    )
+    result = cli("--config", str(config), "--print-config")
+    assert result.returncode == 0
+    assert "SECRET" not in result.stdout and "**********" in result.stdout
