@@ -24,7 +24,7 @@ from .analysis.bottleneck import BottleneckClass, Signals, Thresholds
 from .analysis.carbon import ForecastPoint, GreenestWindow, greenest_window
 from .analysis.efficiency import Efficiency
 from .analysis.energy import EnergyMeter, EnergySource
-from .analysis.footprint import CycleFootprint, Footprint, FootprintSettings
+from .analysis.footprint import WASTE_CLASSES, CycleFootprint, Footprint, FootprintSettings
 from .analysis.inference import InferenceAccount, ModelEfficiency
 from .analysis.rightsizing import Advice, RightSize
 from .analysis.waste import WasteSettings
@@ -148,6 +148,7 @@ class DeviceSnapshot:
     pod_energy: Mapping[PodKey, float] = field(default_factory=dict)
     costs: Costs = field(default_factory=Costs)
     pod_costs: Mapping[PodKey, PodCosts] = field(default_factory=dict)
+    pod_waste_cost: Mapping[tuple[PodKey, BottleneckClass], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,7 @@ class _DeviceState:
     pod_operational: ExpiringTotals[PodKey]
     pod_embodied: ExpiringTotals[PodKey]
     pod_cost: ExpiringTotals[PodKey]
+    pod_waste_cost: ExpiringTotals[tuple[PodKey, BottleneckClass]]
     cycle_footprint: CycleFootprint | None = None
     meter: EnergyMeter = field(default_factory=EnergyMeter)
     reading: Reading | None = None
@@ -222,6 +224,7 @@ class _DeviceState:
                 self.footprint.settings.currency,
             ),
             pod_costs=self._pod_costs(),
+            pod_waste_cost=self.pod_waste_cost.snapshot(),
         )
 
     def _pod_costs(self) -> dict[PodKey, PodCosts]:
@@ -326,6 +329,7 @@ class Collector:
                 ExpiringTotals(s.identity_expire_seconds),
                 ExpiringTotals(s.identity_expire_seconds),
                 ExpiringTotals(s.identity_expire_seconds),
+                ExpiringTotals(s.identity_expire_seconds),
             )
             for info in infos
         ]
@@ -388,6 +392,7 @@ class Collector:
                     state.pod_operational,
                     state.pod_embodied,
                     state.pod_cost,
+                    state.pod_waste_cost,
                 ):
                     totals.expire(now)
             for binding in self.inference:
@@ -530,6 +535,8 @@ class Collector:
                 state.pod_operational.add(pod, part.operational_grams, now)
                 state.pod_embodied.add(pod, part.embodied_grams, now)
                 state.pod_cost.add(pod, part.cost, now)
+                if state.efficiency.current in WASTE_CLASSES:
+                    state.pod_waste_cost.add((pod, state.efficiency.current), part.cost, now)
         state.reading = reading
         state.read_seconds = seconds
         state.last_success_unix = self._wall()

@@ -331,6 +331,15 @@ POD_COST = _c(
     "container",
     "currency",
 )
+POD_WASTE_COST = _c(
+    "greenops_pod_waste_cost_total",
+    "A pod's share of the cost of the time its GPU spent idle or overhead-bound.",
+    "namespace",
+    "pod",
+    "container",
+    "class",
+    "currency",
+)
 GRID_INTENSITY = _g(
     "greenops_grid_carbon_intensity_grams_per_kwh",
     "The grid carbon intensity in force, in gCO2e/kWh, and where it came from (a live API or "
@@ -762,6 +771,17 @@ def _render_carbon(out: _Families, snap: Snapshot) -> None:
             out.add(POD_CARBON, pc.operational_grams, d, *labels, "operational")
             out.add(POD_CARBON, pc.embodied_grams, d, *labels, "embodied")
             out.add(POD_COST, pc.cost, d, *labels, c.currency)
+        for (pod, cls), cost in d.pod_waste_cost.items():
+            out.add(
+                POD_WASTE_COST,
+                cost,
+                d,
+                pod.namespace,
+                pod.pod,
+                pod.container,
+                cls.value,
+                c.currency,
+            )
 
 
 Renderer = Callable[[_Families, Snapshot], None]

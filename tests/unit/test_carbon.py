@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from greenops_exporter.analysis.bottleneck import BottleneckClass
 from greenops_exporter.analysis.carbon import (
     ForecastPoint,
     embodied_grams,
@@ -434,6 +435,27 @@ def test_carbon_integrates_the_intensity_in_force_each_cycle() -> None:
     assert gpu.costs.rental_cost == pytest.approx(9 / 3600 * 3.6)
     [pod] = gpu.pod_costs.values()
     assert pod.operational_grams == pytest.approx(gpu.costs.operational_grams)  # its only process
+    assert gpu.pod_waste_cost == {}  # compute-bound all along: no waste
+
+
+def test_waste_cost_of_an_idle_gpu_and_its_pod() -> None:
+    spec = {
+        "gpus": [
+            {
+                "processes": [{"pid": 1, "pod": "nb", "namespace": "n", "container": "c"}],
+                "schedule": [{"phase": "stranded_memory", "seconds": 600}],
+                "noise": 0,
+            }
+        ]
+    }
+    settings = FootprintSettings(energy_price_per_kwh=0.30, rental_price_per_hour=3.6)
+    [gpu] = run_sim(spec, 11, footprint_for=lambda info: settings).devices
+    total = gpu.costs.energy_cost + gpu.costs.rental_cost
+    assert total == pytest.approx(10 / 3600 * 3.6 + gpu.energy_joules_total / 3.6e6 * 0.30)
+    assert gpu.costs.waste_cost[BottleneckClass.IDLE] == pytest.approx(total)
+    [(key, cost)] = gpu.pod_waste_cost.items()
+    assert key[0].pod == "nb" and key[1] is BottleneckClass.IDLE
+    assert cost == pytest.approx(total)
 
 
 def test_sci_per_request_over_the_window() -> None:
