@@ -45,28 +45,46 @@ class _Selection(Collector):
 
 
 class ExpositionCache:
-    """Encoded /metrics bodies for the current Snapshot, one per exposition format."""
+    """Encoded /metrics bodies for the current Snapshot, one per exposition format.
+
+    The text format is encoded in a worker thread right after each cycle (`prepare`). A
+    scrape that lands while that runs gets the previous cycle's bytes (at most one interval
+    old) rather than encoding on the event loop; a scrape of a Snapshot that nobody
+    prepared encodes it once and keeps the bytes.
+    """
 
     def __init__(self, registry: CollectorRegistry, snapshot: SnapshotSource) -> None:
         self._registry = registry
         self._snapshot = snapshot
-        self._for: Snapshot | None = None
-        self._bodies: dict[str, bytes] = {}
+        self._encoded: tuple[Snapshot | None, dict[str, bytes]] = (None, {})
+        self._preparing = False
 
     async def prepare(self, snapshot: Snapshot) -> None:
         """Encode the text format for a new Snapshot before anyone asks for it."""
-        await asyncio.get_running_loop().run_in_executor(None, self.render, "", [])
+        encoder, content_type = choose_encoder("")
+        self._preparing = True
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(
+                None, encoder, self._registry
+            )
+        finally:
+            self._preparing = False
+        self._encoded = (snapshot, {content_type: body})
 
     def render(self, accept: str, names: list[str]) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept)
         if names:  # ?name[]=... selects families: rare, never cached
             return encoder(_Selection(self._registry, set(names))), content_type
         current = self._snapshot()
-        if current is not self._for:
-            self._for, self._bodies = current, {}
-        body = self._bodies.get(content_type)
-        if body is None:
-            body = self._bodies[content_type] = encoder(self._registry)
+        encoded_for, bodies = self._encoded
+        body = bodies.get(content_type)
+        if body is not None and (encoded_for is current or self._preparing):
+            return body, content_type
+        body = encoder(self._registry)
+        if encoded_for is current:
+            bodies[content_type] = body
+        else:
+            self._encoded = (current, {content_type: body})
         return body, content_type
 
 

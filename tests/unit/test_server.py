@@ -121,3 +121,20 @@ def test_only_get_on_known_paths() -> None:
                 assert r.status == 404
 
     serve(test)
+
+
+def test_a_scrape_during_encoding_gets_the_previous_bytes() -> None:
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        clock.now += 1
+        await cache.prepare(await collector.collect_once())
+        before, _ = cache.render("", [])
+        clock.now += 1
+        await collector.collect_once()
+        cache._preparing = True  # the worker thread is encoding the new snapshot
+        during, _ = cache.render("", [])
+        assert during == before  # served at once, one cycle old, not encoded on the loop
+        cache._preparing = False
+        after, _ = cache.render("", [])
+        assert after != before
+
+    serve(test)
