@@ -13,6 +13,16 @@ from fakenvml import FIXTURES
 from greenops_exporter.backends.sim import Scenario, SimBackend
 from greenops_exporter.collect import Collector, CollectSettings, Snapshot
 
+# replay the H100 recording ten times faster than it was recorded
+REPLAY_ARGS = (
+    "--backend",
+    "replay",
+    "--replay",
+    str(FIXTURES / "trace_a.jsonl"),
+    "--replay-speed",
+    "10",
+)
+
 PHASES: list[dict[str, Any]] = json.loads((FIXTURES / "phases_a.json").read_text())["phases"]
 
 # the class each recorded phase must fall in (batch-256 inference is mixed: not judged)

@@ -64,9 +64,7 @@ class ExpositionCache:
         encoder, content_type = choose_encoder("")
         self._preparing = True
         try:
-            body = await asyncio.get_running_loop().run_in_executor(
-                None, encoder, self._registry
-            )
+            body = await asyncio.get_running_loop().run_in_executor(None, encoder, self._registry)
         finally:
             self._preparing = False
         self._encoded = (snapshot, {content_type: body})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fakenvml import FIXTURES
-from helpers import EXPECTED_CLASS, PHASES, cli
+from helpers import EXPECTED_CLASS, PHASES, REPLAY_ARGS, cli
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -154,12 +154,7 @@ def test_record_then_analyze(tmp_path: Path) -> None:
     out = tmp_path / "rec_{gpu}.jsonl"
     result = cli(
         "record",
-        "--backend",
-        "replay",
-        "--replay",
-        str(FIXTURES / "trace_a.jsonl"),
-        "--replay-speed",
-        "10",
+        *REPLAY_ARGS,
         "--collect-interval",
         "0.1",
         "--duration",

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from fakenvml import FIXTURES
-from helpers import cli
+from helpers import REPLAY_ARGS, cli
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -130,12 +130,7 @@ def test_measure_a_command_on_replay(tmp_path: Path) -> None:
         str(out),
         "--config",
         str(config),
-        "--backend",
-        "replay",
-        "--replay",
-        str(FIXTURES / "trace_a.jsonl"),
-        "--replay-speed",
-        "10",
+        *REPLAY_ARGS,
         "--collect-interval",
         "0.2",
         "--",

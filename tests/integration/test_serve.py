@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fakenvml import FIXTURES
-from helpers import cli
+from helpers import REPLAY_ARGS, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -224,12 +223,7 @@ def test_auto_without_a_driver_says_it_simulates() -> None:
 
 def test_replay_serves_the_recorded_h100() -> None:
     exporter = Exporter(
-        "--backend",
-        "replay",
-        "--replay",
-        str(FIXTURES / "trace_a.jsonl"),
-        "--replay-speed",
-        "10",
+        *REPLAY_ARGS,
         "--collect-interval",
         "0.1",
     )

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import aiohttp
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -107,3 +109,37 @@ class PolledSource(Generic[T]):
             await self.poll_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.next_delay())
+
+
+class RetryAfter(SourceError):
+    """The server asked us to come back later (HTTP 429/503 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class HttpSource(PolledSource[T]):
+    """A polled source over HTTP: one aiohttp session, a deadline on every request."""
+
+    def __init__(
+        self,
+        name: str,
+        interval_seconds: float,
+        timeout_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name, interval_seconds, monotonic)
+        self.timeout_seconds = timeout_seconds
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from ..analysis.carbon import LB_PER_MWH_TO_G_PER_KWH, ForecastPoint
-from .base import PolledSource, SourceError
+from .base import HttpSource, RetryAfter, SourceError
 
 WORLD_FALLBACK = 475.0  # gCO2e/kWh, IEA world average electricity (the usual fallback)
 
@@ -160,13 +160,7 @@ def parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class RateLimited(SourceError):
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class CarbonApi(PolledSource[CarbonReading]):
+class CarbonApi(HttpSource[CarbonReading]):
     """The HTTP part every carbon API shares: JSON GETs with a deadline and clear errors."""
 
     def __init__(
@@ -178,11 +172,9 @@ class CarbonApi(PolledSource[CarbonReading]):
         timeout_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(name, interval_seconds, monotonic)
+        super().__init__(name, interval_seconds, timeout_seconds, monotonic)
         self.base_url = base_url.rstrip("/")
         self.zone = zone
-        self.timeout_seconds = timeout_seconds
-        self._session: aiohttp.ClientSession | None = None
 
     async def _json(
         self,
@@ -191,16 +183,12 @@ class CarbonApi(PolledSource[CarbonReading]):
         headers: Mapping[str, str] | None = None,
         auth: aiohttp.BasicAuth | None = None,
     ) -> Any:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds)
-            )
         url = f"{self.base_url}{path}"
         try:
-            async with self._session.get(url, params=params, headers=headers) as r:
+            async with self.session().get(url, params=params, headers=headers) as r:
                 if r.status == 429:
                     retry = r.headers.get("Retry-After", "")
-                    raise RateLimited(
+                    raise RetryAfter(
                         f"HTTP 429 from {path}", float(retry) if retry.isdigit() else None
                     )
                 if r.status in (401, 403):
@@ -215,10 +203,6 @@ class CarbonApi(PolledSource[CarbonReading]):
                     raise SourceError(f"{path}: not JSON") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SourceError(f"{path}: {type(exc).__name__}") from exc
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 def _number(value: Any, what: str) -> float:

@@ -23,7 +23,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from .base import PolledSource, SourceError
+from .base import HttpSource, RetryAfter, SourceError
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -87,12 +87,6 @@ def server_pids(url: str) -> frozenset[int]:
     return frozenset(pids)
 
 
-class RetryAfter(SourceError):
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 def _base(name: str) -> str:
     return name.removesuffix("_total")
 
@@ -136,7 +130,7 @@ class InferenceValue:
     reset: bool = False
 
 
-class InferenceSource(PolledSource[InferenceValue]):
+class InferenceSource(HttpSource[InferenceValue]):
     """One inference server's /metrics."""
 
     def __init__(
@@ -149,23 +143,17 @@ class InferenceSource(PolledSource[InferenceValue]):
         timeout_seconds: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(name, interval_seconds, monotonic)
+        super().__init__(name, interval_seconds, timeout_seconds, monotonic)
         self.kind = kind
         self.url = url
         self.spec = spec
-        self.timeout_seconds = timeout_seconds
-        self._session: aiohttp.ClientSession | None = None
         self.find_pids = False
         self.pids: frozenset[int] = frozenset()
         self._pids_at: float | None = None
 
     async def _get(self) -> str:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds)
-            )
         try:
-            async with self._session.get(self.url) as response:
+            async with self.session().get(self.url) as response:
                 if response.status == 429 or response.status == 503:
                     retry = response.headers.get("Retry-After")
                     raise RetryAfter(
@@ -196,7 +184,3 @@ class InferenceSource(PolledSource[InferenceValue]):
             self.value = InferenceValue(counts, self._monotonic(), reset=True)
             raise SourceError(f"{self.url}: counters went backwards (server restarted?)")
         return InferenceValue(counts, self._monotonic())
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
