@@ -131,7 +131,10 @@ class Apis:
         r.add_get("/cas/emissions/forecasts/current", self.cas_forecast)
         self.app = app
 
-    def failure(self) -> web.Response | None:
+    async def failure(self) -> web.Response | None:
+        if self.fail == "slow":
+            await asyncio.sleep(2)
+            return None
         if self.fail == "500":
             return web.Response(status=500, text="upstream down")
         if self.fail == "401":
@@ -147,10 +150,8 @@ class Apis:
     async def em_latest(self, request: web.Request) -> web.Response:
         if request.headers.get("auth-token") != TOKEN:
             return web.Response(status=401)
-        if bad := self.failure():
+        if bad := await self.failure():
             return bad
-        if self.fail == "slow":
-            await asyncio.sleep(2)
         zone = request.query["zone"]
         return web.json_response(
             {
@@ -189,6 +190,8 @@ class Apis:
             return web.Response(status=401)
         if request.query.get("signal_type") != "co2_moer":
             return web.Response(status=400)
+        if bad := await self.failure():
+            return bad
         data = [
             {"point_time": iso(NOW + timedelta(minutes=5 * i)), "value": 1000.0 - i}
             for i in range(288)
@@ -213,7 +216,7 @@ class Apis:
         }
 
     async def uk_now(self, request: web.Request) -> web.Response:
-        if bad := self.failure():
+        if bad := await self.failure():
             return bad
         return web.json_response({"data": [self.uk_period(NOW, 180, 175)]})
 
@@ -244,7 +247,7 @@ class Apis:
         )
 
     async def cas_now(self, request: web.Request) -> web.Response:
-        if bad := self.failure():
+        if bad := await self.failure():
             return bad
         loc = request.query["location"]
         return web.json_response(
@@ -343,34 +346,51 @@ def test_watttime_logs_in_again_on_401() -> None:
     with_apis(test)
 
 
+@pytest.mark.parametrize("kind", ["electricitymaps", "watttime", "uk", "carbon_aware_sdk"])
 @pytest.mark.parametrize(
-    "failure", ["500", "401", "429", "garbage", "nulls", "slow", "wrong-token"]
+    "failure", ["500", "401", "429", "garbage", "nulls", "slow", "wrong-credentials"]
 )
-def test_failures_fall_back_to_the_table_and_never_leak_the_token(
-    failure: str, caplog: pytest.LogCaptureFixture
+def test_failures_fall_back_to_the_table_and_never_leak_secrets(
+    kind: str, failure: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    if failure == "wrong-credentials" and kind in ("uk", "carbon_aware_sdk"):
+        pytest.skip("no credentials in this API")
     caplog.set_level(logging.DEBUG)
+    wrong = failure == "wrong-credentials"
+
+    def make(base: str):  # type: ignore[no-untyped-def]
+        kw = {"timeout_seconds": 0.5, "interval_seconds": 10}
+        return {
+            "electricitymaps": lambda: ElectricityMaps(
+                f"{base}/em", "DE", "nope" if wrong else TOKEN, **kw
+            ),
+            "watttime": lambda: WattTime(
+                f"{base}/wt", "CAISO_NORTH", "alice", "nope" if wrong else PASSWORD, **kw
+            ),
+            "uk": lambda: UkCarbonIntensity(f"{base}/uk", **kw),
+            "carbon_aware_sdk": lambda: CarbonAwareSdk(f"{base}/cas", "westus", **kw),
+        }[kind]()
 
     async def test(base: str, apis: Apis) -> None:
-        token = "nope" if failure == "wrong-token" else TOKEN
-        em = ElectricityMaps(f"{base}/em", "DE", token, timeout_seconds=0.5, interval_seconds=10)
-        chain = CarbonChain([em], "DE")
+        source = make(base)
+        chain = CarbonChain([source], source.zone)
         apis.fail = failure
         try:
-            assert not await em.poll_once()
+            assert not await source.poll_once()
         finally:
-            await em.close()
+            await source.close()
         reading = chain.current()
-        assert reading.now.source == "static" and reading.now.grams_per_kwh == pytest.approx(329.6)
-        status = em.status()
+        assert reading.now.source == "static"
+        assert reading.now.grams_per_kwh == static_intensity(source.zone)[0].grams_per_kwh
+        status = source.status()
         assert not status.up and status.errors == 1 and status.last_error
         if failure == "429":
-            assert em.next_delay() == 120
-        assert TOKEN not in status.last_error
+            assert source.next_delay() == 120  # Retry-After honoured
+        assert TOKEN not in status.last_error and PASSWORD not in status.last_error
 
     with_apis(test)
     assert TOKEN not in caplog.text and PASSWORD not in caplog.text
-    assert "electricitymaps source electricitymaps is down" in caplog.text
+    assert f"{kind} source {kind} is down" in caplog.text
 
 
 def test_chain_prefers_fresh_live_values_in_order() -> None:
