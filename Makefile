@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench protos clean
+.PHONY: run test lint typecheck unit bench protos rules tools clean
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -37,7 +37,15 @@ typecheck: $(VENV)/.test-deps
 unit: $(VENV)/.test-deps
 	$(PY) -m pytest -q tests/unit
 
-test: $(VENV)/.test-deps
+# promtool for the rule tests (Debian package prometheus), installed when missing.
+tools:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing promtool (Debian package prometheus)"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool missing: apt-get install prometheus"; exit 1; fi; }
+
+test: $(VENV)/.test-deps tools
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
@@ -46,6 +54,10 @@ test: $(VENV)/.test-deps
 protos: $(VENV)/.test-deps
 	$(PY) -m grpc_tools.protoc -I exporter --python_out=exporter --pyi_out=exporter \
 	  --grpc_python_out=exporter exporter/greenops_exporter/sources/podresources/api.proto
+
+# Regenerate alerts/greenops.rules.yml from alerts/config.yaml and budgets.yaml.
+rules: $(VENV)/.run-deps
+	$(PY) alerts/generate.py
 
 bench: $(VENV)/.run-deps
 	$(PY) bench/bench_exporter.py

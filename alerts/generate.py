@@ -1,0 +1,245 @@
+"""Generate greenops.rules.yml (recording rules and alerts) from config.yaml and budgets.yaml.
+
+Monitoring-mixin style: one config of selectors and thresholds, recording rules named
+`level:metric:operations` (numerator and denominator summed before dividing), CamelCase
+alerts with a shared prefix, `severity`, a fixed one-sentence `summary`, a templated
+`description` and a `runbook_url` whose anchor is the lowercased alert name.
+
+    python alerts/generate.py            # writes alerts/greenops.rules.yml
+    python alerts/generate.py --check    # exits 1 when the committed file is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "greenops.rules.yml"
+THROTTLE_REASONS = "hw_slowdown|hw_thermal_slowdown|sw_thermal_slowdown|hw_power_brake_slowdown"
+GPU = "instance, gpu, uuid"
+
+
+def recording_rules(budgets: dict[str, Any]) -> list[dict[str, Any]]:
+    def rule(record: str, expr: str, **labels: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"record": record, "expr": expr}
+        if labels:
+            out["labels"] = labels
+        return out
+
+    period = budgets["budget_period_days"] * 86400
+    rules = [
+        rule("job:greenops_gpu_power_watts:sum", "sum(greenops_gpu_power_watts)"),
+        rule("instance:greenops_gpu_power_watts:sum", "sum by (instance) (greenops_gpu_power_watts)"),
+        rule("job:greenops_gpu_energy_joules:rate5m", "sum(rate(greenops_gpu_energy_joules_total[5m]))"),
+        rule(
+            "class:greenops_gpu_bottleneck_energy_joules:rate5m",
+            "sum by (class) (rate(greenops_gpu_bottleneck_energy_joules_total[5m]))",
+        ),
+        rule("class:greenops_gpu_bottleneck:count", "sum by (class) (greenops_gpu_bottleneck)"),
+        rule(
+            "holder:greenops_gpu_idle_energy_joules:rate5m",
+            "sum by (holder) (rate(greenops_gpu_idle_energy_joules_total[5m]))",
+        ),
+        rule("job:greenops_gpu_stranded_memory_bytes:sum", "sum(greenops_gpu_stranded_memory_bytes)"),
+        rule(
+            f"{GPU.replace(', ', '_')}:greenops_process_gpu_memory_bytes:sum",
+            f"sum by ({GPU}) (greenops_process_gpu_memory_bytes)",
+        ),
+        rule(
+            "scope:greenops_gpu_carbon_grams:rate5m",
+            "sum by (scope) (rate(greenops_gpu_carbon_grams_total[5m]))",
+        ),
+        rule(
+            "kind:greenops_gpu_cost:rate5m",
+            "sum by (kind, currency) (rate(greenops_gpu_cost_total[5m]))",
+        ),
+        rule(
+            "class:greenops_gpu_waste_cost:rate5m",
+            "sum by (class, currency) (rate(greenops_gpu_waste_cost_total[5m]))",
+        ),
+        rule(
+            "namespace:greenops_pod_energy_joules:rate5m",
+            "sum by (namespace) (rate(greenops_pod_energy_joules_total[5m]))",
+        ),
+        rule(
+            "model:greenops_inference_joules_per_request:ratio_rate1h",
+            "sum by (source, model) (rate(greenops_inference_energy_joules_total[1h]))"
+            " / sum by (source, model) (rate(greenops_inference_requests_total[1h]))",
+        ),
+        rule(
+            "model:greenops_inference_sci_grams_per_request:ratio_rate1h",
+            "sum by (source, model) (rate(greenops_inference_carbon_grams_total[1h]))"
+            " / sum by (source, model) (rate(greenops_inference_requests_total[1h]))",
+        ),
+    ]
+    for window in ("5m", "30m", "1h", "6h"):
+        rules.append(
+            rule(
+                f"namespace:greenops_pod_carbon_grams:rate{window}",
+                f"sum by (namespace) (rate(greenops_pod_carbon_grams_total[{window}]))",
+            )
+        )
+    for namespace, grams in sorted(budgets["namespaces"].items()):
+        rules.append(
+            rule(
+                "namespace:greenops_carbon_budget_grams:per_second",
+                f"vector({grams / period:.10g})",
+                namespace=namespace,
+            )
+        )
+    return rules
+
+
+def alerts(config: dict[str, Any]) -> list[dict[str, Any]]:
+    a = config["alerts"]
+    runbook = config["runbook_base"]
+    selector = config["selector"]
+
+    def alert(name: str, expr: str, summary: str, description: str) -> dict[str, Any]:
+        spec = a[name]
+        return {
+            "alert": name,
+            "expr": expr,
+            "for": spec["for"],
+            "labels": {"severity": spec["severity"]},
+            "annotations": {
+                "summary": summary,
+                "description": description,
+                "runbook_url": f"{runbook}#{name.lower()}",
+            },
+        }
+
+    def burn(name: str) -> dict[str, Any]:
+        s = a[name]
+        long_, short, factor = s["long"], s["short"], s["factor"]
+        return alert(
+            name,
+            f"(namespace:greenops_pod_carbon_grams:rate{long_}"
+            f" / on (namespace) namespace:greenops_carbon_budget_grams:per_second > {factor})"
+            f" and (namespace:greenops_pod_carbon_grams:rate{short}"
+            f" / on (namespace) namespace:greenops_carbon_budget_grams:per_second > {factor})",
+            "A namespace is spending its carbon budget too fast.",
+            f"Namespace {{{{ $labels.namespace }}}} emits {{{{ $value | humanize }}}} times its "
+            f"carbon budget rate over {long_} and {short} (threshold {factor}x).",
+        )
+
+    return [
+        alert(
+            "GreenopsGPUIdleWhileAllocated",
+            "instance_gpu_uuid:greenops_process_gpu_memory_bytes:sum"
+            f" >= {a['GreenopsGPUIdleWhileAllocated']['min_memory_bytes']}"
+            f' and on ({GPU}) greenops_gpu_bottleneck{{class="idle"}} == 1',
+            "A GPU is idle while a process holds it.",
+            "GPU {{ $labels.gpu }} on {{ $labels.instance }} has run no kernel for "
+            f"{a['GreenopsGPUIdleWhileAllocated']['for']} while processes hold "
+            "{{ $value | humanize1024 }}B of its memory.",
+        ),
+        alert(
+            "GreenopsGPUMemoryBound",
+            f'rate(greenops_gpu_bottleneck_seconds_total{{class="memory"}}'
+            f"[{a['GreenopsGPUMemoryBound']['window']}]) > {a['GreenopsGPUMemoryBound']['share']}",
+            "A GPU is memory-bound.",
+            "GPU {{ $labels.gpu }} on {{ $labels.instance }} spent "
+            "{{ $value | humanizePercentage }} of its time bound by device-memory bandwidth.",
+        ),
+        alert(
+            "GreenopsGPUOverheadBound",
+            f'rate(greenops_gpu_bottleneck_seconds_total{{class="overhead"}}'
+            f"[{a['GreenopsGPUOverheadBound']['window']}]) > {a['GreenopsGPUOverheadBound']['share']}",
+            "A GPU is launch- or host-bound.",
+            "GPU {{ $labels.gpu }} on {{ $labels.instance }} spent "
+            "{{ $value | humanizePercentage }} of its time running kernels that leave the SMs "
+            "mostly empty.",
+        ),
+        alert(
+            "GreenopsGPUUnderutilized",
+            f"greenops_gpu_underutilization_ratio > {a['GreenopsGPUUnderutilized']['ratio']}",
+            "A GPU has been under-utilised for hours.",
+            "GPU {{ $labels.gpu }} on {{ $labels.instance }} is "
+            "{{ $value | humanizePercentage }} below its activity target.",
+        ),
+        alert(
+            "GreenopsStrandedGPUMemory",
+            f"greenops_gpu_stranded_memory_bytes >= {a['GreenopsStrandedGPUMemory']['min_bytes']}",
+            "Idle work holds GPU memory.",
+            "GPU {{ $labels.gpu }} on {{ $labels.instance }} has "
+            "{{ $value | humanize1024 }}B held by processes on a long-idle GPU.",
+        ),
+        alert(
+            "GreenopsInferenceEnergyRegression",
+            "model:greenops_inference_joules_per_request:ratio_rate1h"
+            " / model:greenops_inference_joules_per_request:ratio_rate1h offset 1d"
+            f" > {a['GreenopsInferenceEnergyRegression']['ratio']}",
+            "Inference costs markedly more energy per request than a day earlier.",
+            "Model {{ $labels.model }} of {{ $labels.source }} needs {{ $value | humanize }} "
+            "times the joules per request it needed 24 hours ago.",
+        ),
+        burn("GreenopsCarbonBudgetBurnFast"),
+        burn("GreenopsCarbonBudgetBurnSlow"),
+        alert(
+            "GreenopsGPUThrottled",
+            f'max by ({GPU}, reason) (greenops_gpu_clock_event_reason{{reason=~"{THROTTLE_REASONS}"}}) == 1',
+            "A GPU is throttled by power or temperature.",
+            "GPU {{ $labels.gpu }} on {{ $labels.instance }} holds its clocks down: "
+            "{{ $labels.reason }}.",
+        ),
+        alert(
+            "GreenopsGPUDown",
+            "greenops_gpu_up == 0",
+            "A GPU cannot be read.",
+            "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on {{ $labels.instance }} has not been "
+            "read successfully: its values are stale.",
+        ),
+        alert(
+            "GreenopsExporterAbsent",
+            f"up{{{selector}}} == 0 or absent(up{{{selector}}})",
+            "The greenops exporter is not scraped.",
+            "Prometheus cannot scrape greenops-exporter ({{ $labels.instance }}): no GPU "
+            "energy, waste or carbon is being recorded.",
+        ),
+        alert(
+            "GreenopsSourceDown",
+            "greenops_source_up == 0",
+            "A carbon, inference or kubelet source is down.",
+            "Source {{ $labels.name }} ({{ $labels.kind }}) on {{ $labels.instance }} has "
+            "failed; the exporter uses its last good value or falls back.",
+        ),
+    ]
+
+
+def render(config: dict[str, Any], budgets: dict[str, Any]) -> str:
+    document = {
+        "groups": [
+            {"name": "greenops.rules", "rules": recording_rules(budgets)},
+            {"name": "greenops.alerts", "rules": alerts(config)},
+        ]
+    }
+    header = "# Generated by alerts/generate.py from config.yaml and budgets.yaml: do not edit.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, width=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail when the file is stale")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    config = yaml.safe_load((HERE / "config.yaml").read_text())
+    budgets = yaml.safe_load((HERE / "budgets.yaml").read_text())
+    text = render(config, budgets)
+    if args.check:
+        if not args.out.exists() or args.out.read_text() != text:
+            print(f"{args.out} is stale: run make rules", file=sys.stderr)
+            return 1
+        return 0
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
