@@ -34,8 +34,13 @@ def recording_rules(budgets: dict[str, Any]) -> list[dict[str, Any]]:
     period = budgets["budget_period_days"] * 86400
     rules = [
         rule("job:greenops_gpu_power_watts:sum", "sum(greenops_gpu_power_watts)"),
-        rule("instance:greenops_gpu_power_watts:sum", "sum by (instance) (greenops_gpu_power_watts)"),
-        rule("job:greenops_gpu_energy_joules:rate5m", "sum(rate(greenops_gpu_energy_joules_total[5m]))"),
+        rule(
+            "instance:greenops_gpu_power_watts:sum", "sum by (instance) (greenops_gpu_power_watts)"
+        ),
+        rule(
+            "job:greenops_gpu_energy_joules:rate5m",
+            "sum(rate(greenops_gpu_energy_joules_total[5m]))",
+        ),
         rule(
             "class:greenops_gpu_bottleneck_energy_joules:rate5m",
             "sum by (class) (rate(greenops_gpu_bottleneck_energy_joules_total[5m]))",
@@ -45,7 +50,9 @@ def recording_rules(budgets: dict[str, Any]) -> list[dict[str, Any]]:
             "holder:greenops_gpu_idle_energy_joules:rate5m",
             "sum by (holder) (rate(greenops_gpu_idle_energy_joules_total[5m]))",
         ),
-        rule("job:greenops_gpu_stranded_memory_bytes:sum", "sum(greenops_gpu_stranded_memory_bytes)"),
+        rule(
+            "job:greenops_gpu_stranded_memory_bytes:sum", "sum(greenops_gpu_stranded_memory_bytes)"
+        ),
         rule(
             f"{GPU.replace(', ', '_')}:greenops_process_gpu_memory_bytes:sum",
             f"sum by ({GPU}) (greenops_process_gpu_memory_bytes)",
@@ -150,7 +157,8 @@ def alerts(config: dict[str, Any]) -> list[dict[str, Any]]:
         alert(
             "GreenopsGPUOverheadBound",
             f'rate(greenops_gpu_bottleneck_seconds_total{{class="overhead"}}'
-            f"[{a['GreenopsGPUOverheadBound']['window']}]) > {a['GreenopsGPUOverheadBound']['share']}",
+            f"[{a['GreenopsGPUOverheadBound']['window']}])"
+            f" > {a['GreenopsGPUOverheadBound']['share']}",
             "A GPU is launch- or host-bound.",
             "GPU {{ $labels.gpu }} on {{ $labels.instance }} spent "
             "{{ $value | humanizePercentage }} of its time running kernels that leave the SMs "
@@ -183,7 +191,8 @@ def alerts(config: dict[str, Any]) -> list[dict[str, Any]]:
         burn("GreenopsCarbonBudgetBurnSlow"),
         alert(
             "GreenopsGPUThrottled",
-            f'max by ({GPU}, reason) (greenops_gpu_clock_event_reason{{reason=~"{THROTTLE_REASONS}"}}) == 1',
+            f"max by ({GPU}, reason)"
+            f' (greenops_gpu_clock_event_reason{{reason=~"{THROTTLE_REASONS}"}}) == 1',
             "A GPU is throttled by power or temperature.",
             "GPU {{ $labels.gpu }} on {{ $labels.instance }} holds its clocks down: "
             "{{ $labels.reason }}.",
