@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench protos rules tools clean
+.PHONY: run test lint typecheck unit bench protos rules dashboards tools clean
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -58,6 +58,10 @@ protos: $(VENV)/.test-deps
 # Regenerate alerts/greenops.rules.yml from alerts/config.yaml and budgets.yaml.
 rules: $(VENV)/.run-deps
 	$(PY) alerts/generate.py
+
+# Regenerate dashboards/*.json from dashboards/*.dashboard.py (grafanalib).
+dashboards: $(VENV)/.test-deps
+	$(PY) dashboards/generate.py
 
 bench: $(VENV)/.run-deps
 	$(PY) bench/bench_exporter.py

@@ -68,3 +68,31 @@ def run_sim(
         return snap
 
     return asyncio.run(go())
+
+
+PROMQL_WORDS = {
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "rate",
+    "increase",
+    "topk",
+    "absent",
+    "vector",
+    "and",
+    "or",
+    "unless",
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric (and recording-rule) names a PromQL expression reads."""
+    import re
+
+    bare = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    bare = re.sub(r"\b(by|on|without|group_left|group_right)\s*\([^)]*\)", "", bare)
+    bare = re.sub(r"\[[^\]]*\]", "", bare)  # range selectors
+    bare = re.sub(r"\boffset\s+\w+", "", bare)
+    return {t for t in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare) if t not in PROMQL_WORDS}

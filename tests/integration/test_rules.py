@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from greenops_exporter.metrics import ALL_METRICS
+from helpers import metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "greenops.rules.yml"
@@ -91,23 +92,7 @@ def test_rules_use_only_metrics_the_exporter_exports() -> None:
     recorded = {r["record"] for r in rules() if "record" in r}
     checked = 0
     for rule in rules():
-        for name in re.findall(
-            r"[a-z_:][a-z0-9_:]*(?=\s*[{\[(]|\s*(?:==|>=|>|/|offset|\)|$))", rule["expr"]
-        ):
-            if name in (
-                "sum",
-                "by",
-                "on",
-                "rate",
-                "max",
-                "and",
-                "or",
-                "absent",
-                "vector",
-                "offset",
-            ):
-                continue
-            if name.startswith("greenops_") or ":" in name or name == "up":
-                assert name in exported or name in recorded, (name, rule)
-                checked += 1
+        for name in metric_names(rule["expr"]):
+            assert name in exported or name in recorded, (name, rule)
+            checked += 1
     assert checked > 30  # the expressions were really read
