@@ -37,13 +37,18 @@ typecheck: $(VENV)/.test-deps
 unit: $(VENV)/.test-deps
 	$(PY) -m pytest -q tests/unit
 
-# promtool for the rule tests (Debian package prometheus), installed when missing.
+# Real parts the tests use, from Debian's packages, installed when missing: promtool and
+# Prometheus (prometheus), Alertmanager (prometheus-alertmanager), headless Chromium.
+DEBIAN_TOOLS = promtool:prometheus prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager chromium:chromium
 tools:
-	@command -v promtool >/dev/null || { \
+	@missing=""; for pair in $(DEBIAN_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing promtool (Debian package prometheus)"; \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  else echo "promtool missing: apt-get install prometheus"; exit 1; fi; }
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (apt-get install them)"; exit 1; fi; fi
 
 test: $(VENV)/.test-deps tools
 	$(PY) -m ruff check .

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -343,9 +344,16 @@ async def serve(config: Config) -> None:
     from aiohttp import web
 
     from .server import ExpositionCache, make_app
+    from .status_page import EnergyToday
 
     cache = ExpositionCache(registry, lambda: collector.snapshot)
-    app = make_app(cache, lambda: collector.snapshot, config.collect.interval_seconds)
+    today = EnergyToday(time.time)
+    app = make_app(cache, lambda: collector.snapshot, config.collect.interval_seconds, today=today)
+
+    async def after_cycle(snapshot: Snapshot) -> None:
+        today.observe(snapshot)
+        await cache.prepare(snapshot)
+
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = parse_listen_address(config.server.listen_address)
@@ -361,7 +369,7 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(collector.run(stop, after_cycle=cache.prepare))
+    task = asyncio.create_task(collector.run(stop, after_cycle=after_cycle))
     source_tasks = [asyncio.create_task(source.run(stop)) for source in collector.sources]
     await stop.wait()
     log.info("shutting down")

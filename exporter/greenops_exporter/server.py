@@ -11,7 +11,6 @@ is encoded right after each cycle, in a worker thread, so that a scrape is a cop
 from __future__ import annotations
 
 import asyncio
-import html
 import time
 from collections.abc import Callable, Iterator
 
@@ -23,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .collect import Snapshot
+from .status_page import EnergyToday, render_status
 
 SnapshotSource = Callable[[], Snapshot]
 
@@ -91,8 +91,11 @@ def make_app(
     snapshot: SnapshotSource,
     interval_seconds: float,
     monotonic: Callable[[], float] = time.monotonic,
+    today: EnergyToday | None = None,
 ) -> web.Application:
-    """`interval_seconds` sets how long the loop may go quiet before /healthz fails."""
+    """`interval_seconds` sets how long the loop may go quiet before /healthz fails; `today`
+    (fed by the collection loop) gives the status page its energy-today column."""
+    today = today or EnergyToday(time.time)
     started = monotonic()
     seen = {"cycles": -1, "at": started}
 
@@ -121,26 +124,9 @@ def make_app(
         return web.Response(status=503, text="waiting for the first collection\n")
 
     async def index(request: web.Request) -> web.Response:
-        snap = snapshot()
-        rows = "".join(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-                d.info.index,
-                html.escape(d.info.name),
-                html.escape(d.info.uuid),
-                "up" if d.up else html.escape(f"stale: {d.stale_reason}"),
-            )
-            for d in snap.devices
+        return web.Response(
+            text=render_status(snapshot(), today.joules, __version__), content_type="text/html"
         )
-        body = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>greenops-exporter</title></head>
-<body><h1>greenops-exporter {html.escape(__version__)}</h1>
-<p>Backend: <b>{html.escape(snap.backend)}</b> ({html.escape(snap.backend_reason)})</p>
-<ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>
-<li><a href="/readyz">/readyz</a></li></ul>
-<table border="1"><tr><th>GPU</th><th>model</th><th>UUID</th><th>state</th></tr>{rows}</table>
-</body></html>
-"""
-        return web.Response(text=body, content_type="text/html")
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
