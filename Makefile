@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench protos rules dashboards tools clean
+.PHONY: run test lint typecheck unit bench protos rules dashboards tools demo clean
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -67,6 +67,10 @@ rules: $(VENV)/.run-deps
 # Regenerate dashboards/*.json from dashboards/*.dashboard.py (grafanalib).
 dashboards: $(VENV)/.test-deps
 	$(PY) dashboards/generate.py
+
+# Exporter on a sim fleet + Prometheus with the rules + Alertmanager: alerts within minutes.
+demo: $(VENV)/.run-deps tools
+	$(PY) demo/stack.py
 
 bench: $(VENV)/.run-deps
 	$(PY) bench/bench_exporter.py

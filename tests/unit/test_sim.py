@@ -258,3 +258,19 @@ def test_bad_scenarios_name_the_key(tmp_path: Path, text: str, message: str) -> 
         load_scenario(path)
     assert message in str(err.value)
     assert str(path) in str(err.value)
+
+
+def test_throttling_and_a_lost_gpu_can_be_simulated() -> None:
+    from greenops_exporter.backends.base import DeviceReadError
+
+    clock = Clock()
+    backend = SimBackend(
+        one_phase("compute", throttle=["hw_thermal_slowdown"], lost_after_seconds=30), clock=clock
+    )
+    backend.open()
+    clock.now += 10
+    reading = backend.read(0, ReadPlan())
+    assert reading.clock_event_reasons == 0x4 | 0x40  # power cap (compute) and thermal
+    clock.now += 30
+    with pytest.raises(DeviceReadError, match="lost"):
+        backend.read(0, ReadPlan())

@@ -29,6 +29,7 @@ from ..validation import format_validation_error
 from .base import (
     Capability,
     DeviceInfo,
+    DeviceReadError,
     GpmReading,
     MigReading,
     ProcessReading,
@@ -141,6 +142,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ThrottleReason = Literal[
+    "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"
+]
+THROTTLE_BITS = {
+    "hw_slowdown": 0x8,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+}
+
+
 class SimProcess(_Strict):
     pid: int = Field(gt=0)
     command: str = "python"
@@ -168,6 +180,8 @@ class SimGpu(_Strict):
     schedule: list[SimPhase] = Field(default_factory=lambda: [SimPhase(phase="idle", seconds=60)])
     loop: bool = True
     noise: float = Field(default=0.01, ge=0, le=0.5)
+    throttle: list[ThrottleReason] = Field(default_factory=list)  # extra clock event reasons
+    lost_after_seconds: float | None = Field(default=None, ge=0)  # reads fail from then on
 
     @model_validator(mode="after")
     def _check(self) -> SimGpu:
@@ -356,6 +370,8 @@ class _SimDevice:
         else:
             sm_clock = model.max_sm_clock_mhz
         reasons = SW_POWER_CAP if p.clock == "capped" else (GPU_IDLE if p.clock == "idle" else 0)
+        for reason in self.spec.throttle:
+            reasons |= THROTTLE_BITS[reason]
         gpm = None
         if plan.gpm and model.has_gpm and not self.spec.mig:
             gpm = GpmReading(
@@ -480,7 +496,11 @@ class SimBackend:
 
     def read(self, index: int, plan: ReadPlan) -> Reading:
         now = self._clock()
-        return self._devices[index].read(now, now - self._start, plan)
+        device = self._devices[index]
+        lost_after = device.spec.lost_after_seconds
+        if lost_after is not None and now - self._start >= lost_after:
+            raise DeviceReadError("nvmlDeviceGetMemoryInfo", "GPU is lost (simulated)")
+        return device.read(now, now - self._start, plan)
 
     def close(self) -> None:
         self._devices = []
