@@ -96,6 +96,22 @@ async def serve(handler: Handler) -> TestServer:
     return server
 
 
+async def drive(
+    clock: Clock, source: InferenceSource, collector: Collector, server: TestServer, cycles: int
+) -> Snapshot:
+    """Poll the source and collect once a (fake) second, then close everything."""
+    try:
+        for _ in range(cycles):
+            clock.now += 1
+            await source.poll_once()
+            snap = await collector.collect_once()
+    finally:
+        await source.close()
+        await collector.close()
+        await server.close()
+    return snap
+
+
 @pytest.mark.parametrize("kind", ["vllm", "triton", "tgi"])
 def test_joules_per_inference_match_the_recording(kind: str) -> None:
     clock = Clock()
@@ -190,16 +206,7 @@ def test_a_bad_source_is_down_counted_and_nothing_else_stops(failure: str) -> No
         binding = InferenceBinding(source, frozenset({"0"}), InferenceAccount())
         backend = ReplayBackend([FIXTURES / "trace_a.jsonl"], clock=clock)
         collector = Collector(backend, CollectSettings(), monotonic=clock, inference=[binding])
-        try:
-            for _ in range(3):
-                clock.now += 1
-                await source.poll_once()
-                snap = await collector.collect_once()
-        finally:
-            await source.close()
-            await collector.close()
-            await server.close()
-        return snap, source
+        return await drive(clock, source, collector, server, cycles=3), source
 
     snap, source = asyncio.run(go())
     [status] = snap.sources
@@ -287,16 +294,7 @@ def test_auto_mapping_finds_the_server_process_on_the_gpus() -> None:
             monotonic=clock,
             inference=[binding],
         )
-        try:
-            for _ in range(20):
-                clock.now += 1
-                await source.poll_once()
-                snap = await collector.collect_once()
-        finally:
-            await source.close()
-            await collector.close()
-            await server.close()
-        return snap
+        return await drive(clock, source, collector, server, cycles=20)
 
     snap = asyncio.run(go())
     mine = sum(j for k, j in snap.devices[0].process_energy.items() if k.pid == me)
