@@ -158,6 +158,34 @@ class Peers:
         return app
 
 
+def prometheus_config(
+    targets: list[str], alertmanager: str, rule_file: str, interval: str = "15s"
+) -> dict:
+    """The Prometheus config of the demo, the end-to-end test and deploy/compose alike."""
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [rule_file],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "scrape_configs": [{"job_name": "greenops", "static_configs": [{"targets": targets}]}],
+    }
+
+
+def alertmanager_config(webhook_url: str, wait: str = "30s") -> dict:
+    """Everything to one webhook, grouped by alert name."""
+    return {
+        "route": {
+            "receiver": "webhook",
+            "group_by": ["alertname"],
+            "group_wait": wait,
+            "group_interval": wait,
+            "repeat_interval": "4h",
+        },
+        "receivers": [
+            {"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": False}]}
+        ],
+    }
+
+
 def write_configs(tmp: Path, ports: dict[str, int]) -> dict[str, Path]:
     peer = f"http://127.0.0.1:{ports['peers']}"
     (tmp / "scenario.yaml").write_text(yaml.safe_dump(SCENARIO))
@@ -226,44 +254,17 @@ def write_configs(tmp: Path, ports: dict[str, int]) -> dict[str, Path]:
     )
     (tmp / "prometheus.yml").write_text(
         yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(tmp / "rules.yml")],
-                "alerting": {
-                    "alertmanagers": [
-                        {"static_configs": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]}
-                    ]
-                },
-                "scrape_configs": [
-                    {
-                        "job_name": "greenops",
-                        # the second target never answers: GreenopsExporterAbsent's up == 0
-                        "static_configs": [
-                            {"targets": [f"127.0.0.1:{ports['exporter']}", "127.0.0.1:1"]}
-                        ],
-                    }
-                ],
-            }
+            prometheus_config(
+                # the second target never answers: GreenopsExporterAbsent's up == 0
+                [f"127.0.0.1:{ports['exporter']}", "127.0.0.1:1"],
+                f"127.0.0.1:{ports['alertmanager']}",
+                str(tmp / "rules.yml"),
+                interval="1s",
+            )
         )
     )
     (tmp / "alertmanager.yml").write_text(
-        yaml.safe_dump(
-            {
-                "route": {
-                    "receiver": "test",
-                    "group_by": ["alertname"],
-                    "group_wait": "1s",
-                    "group_interval": "1s",
-                    "repeat_interval": "1h",
-                },
-                "receivers": [
-                    {
-                        "name": "test",
-                        "webhook_configs": [{"url": f"{peer}/alerts", "send_resolved": False}],
-                    }
-                ],
-            }
-        )
+        yaml.safe_dump(alertmanager_config(f"{peer}/alerts", wait="1s"))
     )
     return {name: tmp / f"{name}.yml" for name in ("prometheus", "alertmanager")} | {
         "exporter": tmp / "exporter.yaml"

@@ -237,6 +237,10 @@ def backend_from(config: Config) -> tuple[Backend, str]:
 def kubernetes_from(config: Config) -> tuple[ProcessIdentifier | None, list[PolledSource[Any]]]:
     """The pod-resources source (when wanted) and the process identifier built on it."""
     k = config.kubernetes
+    if k.proc_root != Path("/proc"):  # the node's /proc in a container: process names too
+        import psutil
+
+        psutil.PROCFS_PATH = str(k.proc_root)
     kubelet = None
     if k.pod_resources == "on" or (k.pod_resources == "auto" and k.pod_resources_socket.exists()):
         kubelet = KubeletPodResources(k.pod_resources_socket, k.poll_seconds, k.timeout_seconds)

@@ -1,0 +1,178 @@
+"""Kubernetes deployment: every overlay renders with `kubectl kustomize`, the core objects
+validate against the schemas of two Kubernetes versions, the PrometheusRule against the
+Prometheus Operator's CRD schema (vendored under tests/fixtures/crds), and the generated
+objects carry exactly the rules and dashboards of alerts/ and dashboards/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS = ROOT / "deploy" / "kustomize" / "overlays"
+KUBECTL = shutil.which("kubectl")
+VERSIONS = ("1.31.0", "1.34.0")
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None and not os.environ.get("CI"), reason="kubectl renders kustomize overlays"
+)
+
+
+def render(overlay: str) -> list[dict]:
+    result = subprocess.run(
+        [KUBECTL or "kubectl", "kustomize", str(OVERLAYS / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["prometheus-operator", "plain-prometheus", "reduced"])
+def test_overlays_render_and_validate(overlay: str) -> None:
+    objects = render(overlay)
+    kinds = sorted(o["kind"] for o in objects)
+    assert {"Namespace", "ServiceAccount", "ConfigMap", "DaemonSet", "Service"} <= set(kinds)
+    for obj in objects:
+        assert obj["metadata"].get("namespace", "greenops") == "greenops"
+        if obj["apiVersion"].startswith("monitoring.coreos.com"):
+            continue
+        for version in VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)  # raises when invalid
+    daemonset = next(o for o in objects if o["kind"] == "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/host/proc"]["readOnly"] is True
+    if overlay == "reduced":
+        assert "/var/lib/kubelet/pod-resources" not in mounts
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert "--no-collector.gpm" in container["args"]
+    else:
+        assert mounts["/var/lib/kubelet/pod-resources"]["readOnly"] is True
+    config = next(
+        o for o in objects if o["kind"] == "ConfigMap" and "config.yaml" in o.get("data", {})
+    )
+    from greenops_exporter.config import Config
+
+    Config.model_validate(yaml.safe_load(config["data"]["config.yaml"]))  # a valid config
+    if overlay == "plain-prometheus":
+        annotations = daemonset["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+
+
+@needs_kubectl
+def test_operator_objects_carry_exactly_the_rules_and_dashboards() -> None:
+    objects = render("prometheus-operator")
+    [rule] = [o for o in objects if o["kind"] == "PrometheusRule"]
+    crd = next(
+        yaml.safe_load_all(
+            (ROOT / "tests/fixtures/crds/monitoring.coreos.com_prometheusrules.yaml").read_text()
+        )
+    )
+    # not jsonschema.validate: it checks the schema itself, and Go's `(?i)` inside a pattern
+    # the rule never uses is no Python regex
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    errors = list(jsonschema.Draft7Validator(schema).iter_errors(rule))
+    assert errors == []
+    rules = yaml.safe_load((ROOT / "alerts" / "greenops.rules.yml").read_text())
+    assert rule["spec"]["groups"] == rules["groups"]
+
+    [monitor] = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    service = next(o for o in objects if o["kind"] == "Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+
+    boards = {
+        name: text
+        for o in objects
+        if o["kind"] == "ConfigMap"
+        and o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+        for name, text in o["data"].items()
+    }
+    files = {p.name: p.read_text() for p in (ROOT / "dashboards").glob("*.json")}
+    assert boards == files
+    assert all(json.loads(text)["uid"].startswith("greenops-") for text in boards.values())
+
+
+def test_dockerfile_copies_what_exists_and_runs_as_non_root() -> None:
+    text = (ROOT / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    copies = [
+        line.split()[1:-1] for line in lines if line.startswith("COPY ") and "--from" not in line
+    ]
+    assert copies
+    for sources in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), source
+    assert any(line.startswith("USER 65532") for line in lines)
+    assert any(line.startswith("HEALTHCHECK") and "/healthz" in line for line in lines)
+
+
+def test_systemd_unit_is_hardened() -> None:
+    unit = (ROOT / "deploy" / "systemd" / "greenops-exporter.service").read_text()
+    for option in (
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "DynamicUser=yes",
+        "CapabilityBoundingSet=",
+    ):
+        assert option in unit
+    exec_line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert "serve --backend nvml --config" in exec_line
+
+
+COMPOSE = ROOT / "deploy" / "compose"
+
+
+def test_compose_parses_and_mounts_files_that_exist() -> None:
+    compose = yaml.safe_load((COMPOSE / "docker-compose.yaml").read_text())
+    assert set(compose["services"]) == {"exporter", "prometheus", "alertmanager", "grafana"}
+    build = compose["services"]["exporter"]["build"]
+    assert (COMPOSE / build["context"] / build["dockerfile"]).is_file()
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert (COMPOSE / source).exists(), volume
+
+
+def test_compose_prometheus_config_is_the_one_the_tests_run() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "demo"))
+    from stack import alertmanager_config, prometheus_config
+
+    committed = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    assert committed == prometheus_config(
+        ["exporter:9479"], "alertmanager:9093", "/etc/prometheus/greenops.rules.yml"
+    )
+    assert yaml.safe_load((COMPOSE / "alertmanager.yml").read_text()) == alertmanager_config(
+        "http://host.docker.internal:5001/alerts"
+    )
+    compose = yaml.safe_load((COMPOSE / "docker-compose.yaml").read_text())
+    mounted = dict(v.split(":")[:2][::-1] for v in compose["services"]["prometheus"]["volumes"])
+    assert mounted[committed["rule_files"][0]] == "../../alerts/greenops.rules.yml"
+    promtool = shutil.which("promtool")
+    if promtool:
+        result = subprocess.run(
+            [promtool, "check", "config", "--syntax-only", str(COMPOSE / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
