@@ -75,20 +75,54 @@ def test_overlays_render_and_validate(overlay: str) -> None:
         assert annotations["prometheus.io/scrape"] == "true"
 
 
+def unknown_fields(obj: object, schema: dict, path: str = "") -> list[str]:
+    """Fields the schema does not declare (the API server would prune them silently, as
+    `kubectl apply --validate=strict` would refuse them): typos show up here."""
+    out = []
+    if isinstance(obj, dict) and "properties" in schema:
+        for key, value in obj.items():
+            if key in schema["properties"]:
+                out += unknown_fields(value, schema["properties"][key], f"{path}.{key}")
+            elif not schema.get("additionalProperties") and not schema.get(
+                "x-kubernetes-preserve-unknown-fields"
+            ):
+                out.append(f"{path}.{key}")
+    elif isinstance(obj, list) and "items" in schema:
+        for i, item in enumerate(obj):
+            out += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def crd_schema(name: str) -> dict:
+    crd = next(yaml.safe_load_all((ROOT / "tests" / "fixtures" / "crds" / name).read_text()))
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize(
+    ("kind", "crd"),
+    [
+        ("PrometheusRule", "monitoring.coreos.com_prometheusrules.yaml"),
+        ("ServiceMonitor", "monitoring.coreos.com_servicemonitors.yaml"),
+    ],
+)
+def test_operator_objects_validate_against_the_crds(kind: str, crd: str) -> None:
+    [obj] = [o for o in render("prometheus-operator") if o["kind"] == kind]
+    schema = crd_schema(crd)
+    # not jsonschema.validate: it checks the schema itself, and Go's `(?i)` inside a pattern
+    # these objects never use is no Python regex
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(obj)]
+    assert errors == []
+    assert unknown_fields({k: v for k, v in obj.items() if k != "metadata"}, schema) == []
+    broken = json.loads(json.dumps(obj))
+    broken["spec"]["nonsense"] = 1
+    assert unknown_fields(broken, schema) == [".spec.nonsense"]  # the check can fail
+
+
 @needs_kubectl
 def test_operator_objects_carry_exactly_the_rules_and_dashboards() -> None:
     objects = render("prometheus-operator")
     [rule] = [o for o in objects if o["kind"] == "PrometheusRule"]
-    crd = next(
-        yaml.safe_load_all(
-            (ROOT / "tests/fixtures/crds/monitoring.coreos.com_prometheusrules.yaml").read_text()
-        )
-    )
-    # not jsonschema.validate: it checks the schema itself, and Go's `(?i)` inside a pattern
-    # the rule never uses is no Python regex
-    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    errors = list(jsonschema.Draft7Validator(schema).iter_errors(rule))
-    assert errors == []
     rules = yaml.safe_load((ROOT / "alerts" / "greenops.rules.yml").read_text())
     assert rule["spec"]["groups"] == rules["groups"]
 
