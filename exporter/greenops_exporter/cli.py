@@ -51,6 +51,7 @@ from .sources.carbon_intensity import (
 from .sources.cgroups import CgroupReader
 from .sources.inference import KINDS, CounterSpec, InferenceSource
 from .sources.kubelet import KubeletPodResources, ProcessIdentifier
+from .web_config import basic_auth_middleware, load_web_config, ssl_context
 
 log = logging.getLogger("greenops_exporter")
 
@@ -68,6 +69,7 @@ COMMANDS = (
 # flag dest -> config key path
 FLAG_KEYS = {
     "listen_address": "server.listen_address",
+    "web_config_file": "server.web_config_file",
     "backend": "backend.kind",
     "scenario": "backend.sim.scenario",
     "seed": "backend.sim.seed",
@@ -89,6 +91,13 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, help="YAML config file")
     g.add_argument("--print-config", action="store_true", help="print the effective config")
     g.add_argument("--listen-address", help="HOST:PORT or :PORT (default :9479)")
+    g.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit format",
+    )
     g.add_argument("--backend", choices=["auto", "nvml", "sim", "replay"])
     g.add_argument("--scenario", type=Path, help="sim scenario YAML (default: embedded demo)")
     g.add_argument("--seed", type=int, help="sim random seed (default: the scenario's)")
@@ -183,7 +192,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         flags[f"collectors.{name}"] = getattr(args, f"collector_{name}", None)
     if flags.get("backend.replay.files"):
         flags["backend.replay.files"] = [str(p) for p in flags["backend.replay.files"]]
-    for key in ("backend.sim.scenario",):
+    for key in ("backend.sim.scenario", "server.web_config_file"):
         if flags.get(key) is not None:
             flags[key] = str(flags[key])
     return load_config(args.config, overrides=dotted_overrides(flags))
@@ -352,7 +361,27 @@ async def serve(config: Config) -> None:
 
     cache = ExpositionCache(registry, lambda: collector.snapshot)
     today = EnergyToday(time.time)
-    app = make_app(cache, lambda: collector.snapshot, config.collect.interval_seconds, today=today)
+    web_config = (
+        load_web_config(config.server.web_config_file) if config.server.web_config_file else None
+    )
+    middlewares = (
+        [basic_auth_middleware(web_config.basic_auth_users)]
+        if web_config and web_config.basic_auth_users
+        else []
+    )
+    tls = (
+        ssl_context(web_config.tls_server_config)
+        if web_config and web_config.tls_server_config
+        else None
+    )
+    app = make_app(
+        cache,
+        lambda: collector.snapshot,
+        config.collect.interval_seconds,
+        today=today,
+        middlewares=middlewares,
+        max_concurrent_requests=config.server.max_concurrent_requests,
+    )
 
     async def after_cycle(snapshot: Snapshot) -> None:
         today.observe(snapshot)
@@ -361,12 +390,13 @@ async def serve(config: Config) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = parse_listen_address(config.server.listen_address)
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
     await site.start()
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     if ":" in shown:
         shown = f"[{shown}]"
-    print(f"greenops-exporter {__version__} serving http://{shown}:{port}/metrics", flush=True)
+    scheme = "https" if tls else "http"
+    print(f"greenops-exporter {__version__} serving {scheme}://{shown}:{port}/metrics", flush=True)
     log.info("listening on %s:%d", host, port)
 
     stop = asyncio.Event()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
@@ -42,6 +42,31 @@ class _Selection(Collector):
         for family in self._registry.collect():
             if family.name in self._names or any(s.name in self._names for s in family.samples):
                 yield family
+
+
+Middleware = Callable[
+    [web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+    Awaitable[web.StreamResponse],
+]
+
+
+def concurrency_limit(limit: int) -> Middleware:
+    """503 rather than an unbounded queue when too many requests are in flight at once."""
+    in_flight = [0]
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if in_flight[0] >= limit:
+            return web.Response(status=503, text="too many concurrent requests\n")
+        in_flight[0] += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight[0] -= 1
+
+    return middleware
 
 
 class ExpositionCache:
@@ -92,6 +117,8 @@ def make_app(
     interval_seconds: float,
     monotonic: Callable[[], float] = time.monotonic,
     today: EnergyToday | None = None,
+    middlewares: Sequence[Middleware] = (),
+    max_concurrent_requests: int = 64,
 ) -> web.Application:
     """`interval_seconds` sets how long the loop may go quiet before /healthz fails; `today`
     (fed by the collection loop) gives the status page its energy-today column."""
@@ -128,7 +155,12 @@ def make_app(
             text=render_status(snapshot(), today.joules, __version__), content_type="text/html"
         )
 
-    app = web.Application()
+    app = web.Application(
+        # bounded requests: no body worth reading, short header lines, few of them
+        client_max_size=1024,
+        handler_args={"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64},
+        middlewares=[concurrency_limit(max_concurrent_requests), *middlewares],  # type: ignore[list-item]
+    )
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -138,3 +138,51 @@ def test_a_scrape_during_encoding_gets_the_previous_bytes() -> None:
         assert after != before
 
     serve(test)
+
+
+def test_requests_are_bounded() -> None:
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        await collector.collect_once()
+        async with ClientSession() as http:
+            async with http.get(base + "/metrics", headers={"X-Long": "a" * 10_000}) as r:
+                assert r.status in (400, 431)
+            many = {f"X-H{i}": "v" for i in range(100)}
+            async with http.get(base + "/metrics", headers=many) as r:
+                assert r.status in (400, 431)
+            async with http.post(base + "/metrics", data=b"x" * 4096) as r:
+                assert r.status in (405, 413)
+
+    serve(test)
+
+
+def test_concurrency_is_bounded() -> None:
+    from aiohttp import web
+
+    @web.middleware
+    async def slow(request, handler):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.3)
+        return await handler(request)
+
+    clock = Clock()
+    collector = Collector(SimBackend(load_scenario(None), clock=clock), monotonic=clock)
+    registry = CollectorRegistry(auto_describe=False)
+    cache = ExpositionCache(registry, lambda: collector.snapshot)
+    app = make_app(
+        cache, lambda: collector.snapshot, 1.0, middlewares=[slow], max_concurrent_requests=2
+    )
+
+    async def go() -> list[int]:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with ClientSession() as http:
+
+                async def one() -> int:
+                    async with http.get(str(server.make_url("/healthz"))) as r:
+                        return r.status
+
+                return sorted(await asyncio.gather(*(one() for _ in range(5))))
+        finally:
+            await server.close()
+
+    assert asyncio.run(go()) == [200, 200, 503, 503, 503]

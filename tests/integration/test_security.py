@@ -1,0 +1,231 @@
+"""TLS, mTLS and basic auth from an exporter-toolkit web config, on 127.0.0.1 with
+certificates made by the test; and no secret ever leaves the process."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import bcrypt
+import pytest
+from test_serve import Exporter, free_port
+
+from helpers import cli
+
+OPENSSL = shutil.which("openssl")
+pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl makes the test certificates")
+PASSWORD = "correct-horse-PLANTED-SECRET"
+
+
+def make_pki(tmp: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
+
+    def run(*args: str) -> None:
+        subprocess.run([OPENSSL or "openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    (tmp / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
+        extra = ["-extfile", "san.cnf"] if name == "server" else []
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            f"{name}.crt",
+            *extra,
+        )
+    return {n: tmp / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
+
+
+def web_config(tmp: Path, pki: dict[str, Path], mtls: bool) -> Path:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    lines = [
+        "tls_server_config:",
+        f"  cert_file: {pki['server.crt']}",
+        f"  key_file: {pki['server.key']}",
+        "  min_version: TLS12",
+    ]
+    if mtls:
+        lines += [
+            "  client_auth_type: RequireAndVerifyClientCert",
+            f"  client_ca_file: {pki['ca.crt']}",
+        ]
+    lines += ["basic_auth_users:", f"  alice: '{hashed}'"]
+    path = tmp / "web.yml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def get(url: str, context: ssl.SSLContext, user: str | None = None, password: str = "") -> int:
+    request = urllib.request.Request(url)
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def client_context(pki: dict[str, Path], with_cert: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+    if with_cert:
+        context.load_cert_chain(str(pki["client.crt"]), str(pki["client.key"]))
+    return context
+
+
+def start(config: Path) -> Exporter:
+    exporter = Exporter(
+        "--backend", "sim", "--collect-interval", "0.5", "--web.config.file", str(config)
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", exporter.port)) == 0:
+                return exporter
+        time.sleep(0.1)
+    exporter.stop()
+    raise AssertionError("exporter did not listen")
+
+
+def test_tls_and_basic_auth(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    exporter = start(web_config(tmp_path, pki, mtls=False))
+    url = f"https://127.0.0.1:{exporter.port}/metrics"
+    context = client_context(pki, with_cert=False)
+    try:
+        assert get(url, context) == 401  # no credentials
+        assert get(url, context, "alice", "wrong") == 401
+        assert get(url, context, "mallory", PASSWORD) == 401
+        assert get(url, context, "alice", PASSWORD) == 200
+        assert get(url, context, "alice", PASSWORD) == 200  # the remembered check
+        # plain HTTP to the TLS port fails
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{exporter.port}/metrics", timeout=5)
+    finally:
+        _, _, out = exporter.stop()
+    assert PASSWORD not in out
+
+
+def test_mtls_requires_a_client_certificate(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    exporter = start(web_config(tmp_path, pki, mtls=True))
+    url = f"https://127.0.0.1:{exporter.port}/metrics"
+    try:
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            get(url, client_context(pki, with_cert=False), "alice", PASSWORD)
+        assert get(url, client_context(pki, with_cert=True), "alice", PASSWORD) == 200
+    finally:
+        exporter.stop()
+
+
+def test_bad_web_configs_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "web.yml"
+    bad.write_text("basic_auth_users:\n  alice: plaintext\n")
+    result = cli(
+        "--web.config.file",
+        str(bad),
+        "--backend",
+        "sim",
+        "--listen-address",
+        f"127.0.0.1:{free_port()}",
+    )
+    assert result.returncode == 2 and "basic_auth_users.alice: not a bcrypt hash" in result.stderr
+    bad.write_text(
+        "tls_server_config:\n  cert_file: /nope.crt\n  key_file: /nope.key\n  colour: red\n"
+    )
+    result = cli(
+        "--web.config.file",
+        str(bad),
+        "--backend",
+        "sim",
+        "--listen-address",
+        f"127.0.0.1:{free_port()}",
+    )
+    assert result.returncode == 2 and "tls_server_config.colour" in result.stderr
+
+
+def test_a_planted_secret_appears_nowhere(tmp_path: Path) -> None:
+    """Carbon API token from a file, from the environment and inline: not in the log, not in
+    /metrics, not in --print-config, not in the error the failing source reports."""
+    secret_file = tmp_path / "token"
+    secret_file.write_text("FILE-PLANTED-SECRET\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "carbon:\n  sources:\n"
+        "    - {kind: electricitymaps, url: 'http://127.0.0.1:1', zone: DE,\n"
+        "       token: INLINE-PLANTED-SECRET, interval_seconds: 0.5, timeout_seconds: 0.2}\n"
+        "    - {kind: electricitymaps, url: 'http://127.0.0.1:1', zone: FR,\n"
+        f"       token_file: '{secret_file}', interval_seconds: 0.5, timeout_seconds: 0.2}}\n"
+        "    - {kind: watttime, url: 'http://127.0.0.1:1', zone: X, username: u,\n"
+        "       password_env: WT_PASSWORD, interval_seconds: 0.5, timeout_seconds: 0.2}\n"
+    )
+    import os
+
+    os.environ["WT_PASSWORD"] = "ENV-PLANTED-SECRET"
+    try:
+        exporter = Exporter(
+            "--config",
+            str(config),
+            "--backend",
+            "sim",
+            "--collect-interval",
+            "0.3",
+            "--log-level",
+            "debug",
+        )
+        exporter.wait_ready()
+        time.sleep(2)
+        metrics = exporter.get("/metrics")[2].decode()
+        page = exporter.get("/")[2].decode()
+        _, _, log = exporter.stop()
+        printed = cli("--config", str(config), "--print-config").stdout
+    finally:
+        del os.environ["WT_PASSWORD"]
+    assert "is down" in log  # the sources really failed and said so
+    assert 'greenops_source_up{kind="electricitymaps"' in metrics
+    for text in (metrics, page, log, printed):
+        assert "PLANTED-SECRET" not in text
