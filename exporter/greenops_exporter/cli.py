@@ -331,7 +331,40 @@ def inference_from(config: Config) -> list[InferenceBinding]:
     return bindings
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT. On SIGHUP the config is read again: a valid one
+    replaces the running exporter in place (counters start again, as after a restart), an
+    invalid one is refused with one log line and the running config kept."""
+    loop = asyncio.get_running_loop()
+    while True:
+        stop = asyncio.Event()
+        replacement: list[Config] = []
+
+        def hangup(stop: asyncio.Event = stop, replacement: list[Config] = replacement) -> None:
+            if reload is None:
+                return
+            try:
+                new = reload()
+                backend_from(new)  # a bad scenario is refused here, not after the switch
+                if new.server.web_config_file:
+                    load_web_config(new.server.web_config_file)
+            except ConfigError as exc:
+                log.error("config reload refused, keeping the running config: %s", exc)
+                return
+            replacement.append(new)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, hangup)
+        await serve_once(config, stop)
+        if not replacement:
+            return
+        config = replacement[0]
+        log.info("config reloaded")
+
+
+async def serve_once(config: Config, stop: asyncio.Event) -> None:
     backend, reason = backend_from(config)
     log.info("backend %s: %s", backend.name, reason)
     identify, sources = kubernetes_from(config)
@@ -399,10 +432,6 @@ async def serve(config: Config) -> None:
     print(f"greenops-exporter {__version__} serving {scheme}://{shown}:{port}/metrics", flush=True)
     log.info("listening on %s:%d", host, port)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(collector.run(stop, after_cycle=after_cycle))
     source_tasks = [asyncio.create_task(source.run(stop)) for source in collector.sources]
     await stop.wait()
@@ -603,7 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(
                 record(backend, reason, settings_from(config), args.duration, args.out)
             )
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, reload=lambda: config_from_args(args)))
         return 0
     except ConfigError as exc:
         print(f"greenops-exporter: config error: {exc}", file=sys.stderr)

@@ -283,3 +283,43 @@ def test_check_without_devices_exits_1() -> None:
     if "backend unavailable" not in result.stdout:  # pragma: no cover - a machine with a GPU
         pytest.skip("an NVIDIA driver is present here")
     assert result.returncode == 1
+
+
+def test_sighup_reloads_a_good_config_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("labels: {hostname_value: before}\ncollect: {interval_seconds: 0.2}\n")
+    exporter = Exporter("--backend", "sim", "--config", str(config))
+
+    def hostnames() -> set[str]:
+        return {s.labels["hostname"] for s in exporter.scrape()["greenops_gpu_up"].samples}
+
+    def wait_for(want: set[str]) -> set[str]:
+        deadline = time.monotonic() + 10
+        seen: set[str] = set()
+        while time.monotonic() < deadline:
+            try:
+                seen = hostnames()
+                if seen == want:
+                    return seen
+            except (OSError, KeyError, AssertionError):
+                pass
+            time.sleep(0.1)
+        return seen
+
+    try:
+        exporter.wait_ready()
+        assert hostnames() == {"before"}
+        config.write_text("labels: {hostname_value: after}\ncollect: {interval_seconds: 0.2}\n")
+        exporter.proc.send_signal(signal.SIGHUP)
+        assert wait_for({"after"}) == {"after"}
+        config.write_text("labels: {hostname_value: broken}\ncollect: {interval_seconds: -1}\n")
+        exporter.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert exporter.proc.poll() is None  # still running
+        assert hostnames() == {"after"}  # the old config kept
+    finally:
+        code, _, out = exporter.stop()
+    assert code == 0
+    assert "config reloaded" in out
+    assert "config reload refused, keeping the running config" in out
+    assert "collect.interval_seconds" in out
