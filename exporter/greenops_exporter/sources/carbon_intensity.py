@@ -154,8 +154,10 @@ def static_intensity(zone: str, override: float | None = None) -> tuple[Intensit
     return Intensity(value.grams_per_kwh, "static", zone), value
 
 
-def parse_time(text: str) -> datetime:
+def parse_time(text: Any) -> datetime:
     """ISO 8601 with Z, offsets, or the UK API's minutes-only form ("2026-11-23T10:30Z")."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a time string, got {type(text).__name__}")
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -312,6 +314,8 @@ class UkCarbonIntensity(CarbonApi):
     @staticmethod
     def _value(period: dict[str, Any]) -> float:
         intensity = period.get("intensity") or {}
+        if not isinstance(intensity, dict):
+            raise SourceError("intensity: expected an object")
         actual = intensity.get("actual")  # null in the future and for regions
         return _number(actual if actual is not None else intensity.get("forecast"), "intensity")
 
@@ -347,9 +351,10 @@ class CarbonAwareSdk(CarbonApi):
 
     async def fetch(self) -> CarbonReading:
         body = await self._json("/emissions/bylocation", {"location": self.zone})
-        if not isinstance(body, list) or not body or not isinstance(body[-1], dict):
-            raise SourceError("bylocation: expected a non-empty array")
-        latest = max(body, key=lambda e: str(e.get("time", "")))
+        entries = [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
+        if not entries:
+            raise SourceError("bylocation: expected a non-empty array of objects")
+        latest = max(entries, key=lambda e: str(e.get("time", "")))
         now = Intensity(_number(latest.get("rating"), "rating"), self.kind, self.zone)
         forecast: tuple[ForecastPoint, ...] = ()
         try:
