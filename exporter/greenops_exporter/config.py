@@ -41,7 +41,7 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     listen_address: str = ":9479"
     web_config_file: Path | None = None  # exporter-toolkit format: TLS and basic auth
-    max_concurrent_requests: int = Field(default=64, ge=1, le=10000)
+    max_concurrent_requests: int = Field(default=256, ge=1, le=10000)
 
     @field_validator("listen_address")
     @classmethod

@@ -118,7 +118,7 @@ def make_app(
     monotonic: Callable[[], float] = time.monotonic,
     today: EnergyToday | None = None,
     middlewares: Sequence[Middleware] = (),
-    max_concurrent_requests: int = 64,
+    max_concurrent_requests: int = 256,
 ) -> web.Application:
     """`interval_seconds` sets how long the loop may go quiet before /healthz fails; `today`
     (fed by the collection loop) gives the status page its energy-today column."""

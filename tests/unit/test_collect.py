@@ -240,3 +240,31 @@ def test_run_loop_collects_at_its_interval_and_stops() -> None:
 
     cycles = asyncio.run(go())
     assert 5 <= cycles <= 12
+
+
+def test_hanging_reads_never_exhaust_the_thread_pool() -> None:
+    """Two of three GPUs hang for good: each keeps one stuck thread, no more, and the third
+    is read every cycle."""
+    fake = FakeNvml(devices=3)
+    collector = make(fake, device_timeout_seconds=0.05)
+    forever = threading.Event()
+
+    async def go() -> None:
+        fake.cursor = 1
+        await collector.collect_once()
+        fake.hang[1] = forever
+        fake.hang[2] = forever
+        for row in range(2, 40):
+            fake.cursor = row
+            snap = await collector.collect_once()
+            assert snap.devices[0].up and snap.devices[0].reading is not None
+            assert snap.devices[0].reading.timestamp == fake.trace[row]["t"]
+        assert [d.up for d in snap.devices] == [True, False, False]
+        assert snap.devices[1].errors["deadline"] == 38
+        executor = collector._executor
+        assert executor is not None
+        assert len(executor._threads) <= 3 + 2  # the pool's size; stuck reads are not re-sent
+        forever.set()
+        await collector.close()
+
+    asyncio.run(go())

@@ -274,3 +274,34 @@ def test_throttling_and_a_lost_gpu_can_be_simulated() -> None:
     clock.now += 30
     with pytest.raises(DeviceReadError, match="lost"):
         backend.read(0, ReadPlan())
+
+
+def test_processes_churn_through_identities() -> None:
+    clock = Clock()
+    backend = SimBackend(
+        Scenario.model_validate(
+            {
+                "gpus": [
+                    {
+                        "processes": [{"pid": 10, "pod": "job"}, {"pid": 20, "pod": "web"}],
+                        "schedule": [{"phase": "compute", "seconds": 600}],
+                        "churn_identities": 3,
+                        "churn_every_seconds": 10,
+                    }
+                ]
+            }
+        ),
+        clock=clock,
+    )
+    backend.open()
+    start = clock.now
+    seen = []
+    for at in (1, 11, 21, 31):
+        clock.now = start + at
+        seen.append([(p.pid, p.pod) for p in backend.read(0, ReadPlan()).processes])
+    assert seen == [
+        [(10, "job-0"), (20, "web-0")],
+        [(12, "job-1"), (22, "web-1")],
+        [(14, "job-2"), (24, "web-2")],
+        [(10, "job-0"), (20, "web-0")],  # cycles through 3 identities
+    ]

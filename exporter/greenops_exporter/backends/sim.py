@@ -182,6 +182,10 @@ class SimGpu(_Strict):
     noise: float = Field(default=0.01, ge=0, le=0.5)
     throttle: list[ThrottleReason] = Field(default_factory=list)  # extra clock event reasons
     lost_after_seconds: float | None = Field(default=None, ge=0)  # reads fail from then on
+    # processes come and go: every `churn_every_seconds` each one is replaced by a new
+    # identity (new pid, pod suffix), cycling through `churn_identities` of them
+    churn_identities: int = Field(default=0, ge=0)
+    churn_every_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> SimGpu:
@@ -360,7 +364,7 @@ class _SimDevice:
             self.average_power += alpha * (instant - self.average_power)
         self.last_time = now
 
-        processes = self._processes(p, plan)
+        processes = self._processes(p, plan, elapsed)
         memory_used = DRIVER_RESERVED_BYTES + sum(pr.used_memory_bytes or 0 for pr in processes)
         frac = p.power_fraction
         if p.clock == "idle":
@@ -413,10 +417,18 @@ class _SimDevice:
             mig_devices=self._mig(p, processes) if plan.mig else (),
         )
 
-    def _processes(self, p: PhaseProfile, plan: ReadPlan) -> tuple[ProcessReading, ...]:
+    def _processes(
+        self, p: PhaseProfile, plan: ReadPlan, elapsed: float = 0.0
+    ) -> tuple[ProcessReading, ...]:
         if not p.holds_context or not plan.processes:
             return ()
         specs = self.spec.processes
+        if self.spec.churn_identities:
+            k = int(elapsed // self.spec.churn_every_seconds) % self.spec.churn_identities
+            specs = [
+                s.model_copy(update={"pid": s.pid + k * len(specs), "pod": f"{s.pod or 'job'}-{k}"})
+                for s in specs
+            ]
         share_util = plan.process_utilization is ProcessUtilizationPolicy.ALWAYS or (
             plan.process_utilization is ProcessUtilizationPolicy.WHEN_SHARED and len(specs) > 1
         )
