@@ -80,10 +80,8 @@ def main() -> None:
                 )
                 seen = min(cycle // 10 * processes + processes, args.identities)
                 rate = cycle / (time.perf_counter() - started)
-                print(
-                    f"{cycle:>9} {seen:>15} {me.memory_info().rss / 2**20:>8.1f} {series:>7} {rate:>9.0f}",
-                    flush=True,
-                )
+                rss = me.memory_info().rss / 2**20
+                print(f"{cycle:>9} {seen:>15} {rss:>8.1f} {series:>7} {rate:>9.0f}", flush=True)
         await collector.close()
 
     asyncio.run(go())
