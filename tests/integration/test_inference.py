@@ -187,7 +187,7 @@ BAD_ANSWERS: dict[str, Callable[[int], web.Response]] = {
 }
 
 
-@pytest.mark.parametrize("failure", sorted(BAD_ANSWERS))
+@pytest.mark.parametrize("failure", [*sorted(BAD_ANSWERS), "slow"])
 def test_a_bad_source_is_down_counted_and_nothing_else_stops(failure: str) -> None:
     clock = Clock()
     calls = {"n": 0}
@@ -196,12 +196,16 @@ def test_a_bad_source_is_down_counted_and_nothing_else_stops(failure: str) -> No
         calls["n"] += 1
         if calls["n"] == 1:
             return web.Response(text=exposition("vllm", 10))
+        if failure == "slow":  # past the source's 0.3 s deadline
+            await asyncio.sleep(1.0)
+            return web.Response(text=exposition("vllm", 20))
         return BAD_ANSWERS[failure](calls["n"])
 
     async def go() -> tuple[Snapshot, InferenceSource]:
         server = await serve(metrics)
+        url = str(server.make_url("/metrics"))
         source = InferenceSource(
-            "s", "vllm", str(server.make_url("/metrics")), KINDS["vllm"], monotonic=clock
+            "s", "vllm", url, KINDS["vllm"], timeout_seconds=0.3, monotonic=clock
         )
         binding = InferenceBinding(source, frozenset({"0"}), InferenceAccount())
         backend = ReplayBackend([FIXTURES / "trace_a.jsonl"], clock=clock)

@@ -87,6 +87,7 @@ def test_reader_uses_a_proc_tree_and_caches(tmp_path: Path) -> None:
 class Kubelet(api_pb2_grpc.PodResourcesListerServicer):
     def __init__(self) -> None:
         self.fail = False
+        self.slow = False
         self.pods = [
             api_pb2.PodResources(
                 name="trainer-0",
@@ -140,6 +141,8 @@ class Kubelet(api_pb2_grpc.PodResourcesListerServicer):
         ]
 
     async def List(self, request, context):
+        if self.slow:
+            await asyncio.sleep(1.0)
         if self.fail:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "kubelet restarting")
         return api_pb2.ListPodResourcesResponse(pod_resources=self.pods)
@@ -250,3 +253,16 @@ def test_generated_stubs_are_current(tmp_path: Path) -> None:
         fresh = (tmp_path / "greenops_exporter/sources/podresources" / name).read_text()
         committed = (ROOT / "exporter/greenops_exporter/sources/podresources" / name).read_text()
         assert fresh == committed, f"{name} is stale: run make protos"
+
+
+def test_a_slow_kubelet_is_down_after_its_deadline(tmp_path: Path) -> None:
+    async def test(socket: Path, kubelet: Kubelet) -> None:
+        source = KubeletPodResources(socket, timeout_seconds=0.2)
+        assert await source.poll_once()
+        kubelet.slow = True
+        assert not await source.poll_once()
+        status = source.status()
+        assert not status.up and "DEADLINE_EXCEEDED" in status.last_error
+        assert source.value is not None  # the last good map is kept
+
+    with_kubelet(tmp_path, test)
