@@ -20,6 +20,20 @@ GPU_SELECTOR = 'hostname=~"$hostname", gpu=~"$gpu"'
 POD_SELECTOR = 'hostname=~"$hostname", namespace=~"$namespace"'
 
 
+def _all_values(name: str, label: str, query: str) -> Template:
+    """A multi-select variable that defaults to everything, so a fresh dashboard shows the fleet."""
+    return Template(
+        name=name,
+        label=label,
+        dataSource=DATASOURCE,
+        includeAll=True,
+        multi=True,
+        query=query,
+        allValue=".*",
+        default="$__all",
+    )
+
+
 def templating(namespace: bool = False) -> Templating:
     variables = [
         Template(
@@ -29,39 +43,15 @@ def templating(namespace: bool = False) -> Templating:
             type="datasource",
             default="Prometheus",
         ),
-        Template(
-            name="hostname",
-            label="Node",
-            dataSource=DATASOURCE,
-            includeAll=True,
-            multi=True,
-            query="label_values(greenops_gpu_info, hostname)",
-            allValue=".*",
-            default="$__all",
-        ),
-        Template(
-            name="gpu",
-            label="GPU",
-            dataSource=DATASOURCE,
-            includeAll=True,
-            multi=True,
-            query='label_values(greenops_gpu_info{hostname=~"$hostname"}, gpu)',
-            allValue=".*",
-            default="$__all",
-        ),
+        _all_values("hostname", "Node", "label_values(greenops_gpu_info, hostname)"),
+        _all_values("gpu", "GPU", 'label_values(greenops_gpu_info{hostname=~"$hostname"}, gpu)'),
     ]
     if namespace:
         variables.append(
-            Template(
-                name="namespace",
-                label="Namespace",
-                dataSource=DATASOURCE,
-                includeAll=True,
-                multi=True,
-                allValue=".*",
-                default="$__all",
-                query="label_values("
-                'greenops_pod_energy_joules_total{hostname=~"$hostname"}, namespace)',
+            _all_values(
+                "namespace",
+                "Namespace",
+                'label_values(greenops_pod_energy_joules_total{hostname=~"$hostname"}, namespace)',
             )
         )
     return Templating(list=variables)

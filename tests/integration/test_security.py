@@ -162,29 +162,26 @@ def test_mtls_requires_a_client_certificate(tmp_path: Path) -> None:
         exporter.stop()
 
 
-def test_bad_web_configs_exit_2(tmp_path: Path) -> None:
-    bad = tmp_path / "web.yml"
-    bad.write_text("basic_auth_users:\n  alice: plaintext\n")
-    result = cli(
+def serve_with(web_config: Path) -> subprocess.CompletedProcess[str]:
+    return cli(
         "--web.config.file",
-        str(bad),
+        str(web_config),
         "--backend",
         "sim",
         "--listen-address",
         f"127.0.0.1:{free_port()}",
     )
+
+
+def test_bad_web_configs_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "web.yml"
+    bad.write_text("basic_auth_users:\n  alice: plaintext\n")
+    result = serve_with(bad)
     assert result.returncode == 2 and "basic_auth_users.alice: not a bcrypt hash" in result.stderr
     bad.write_text(
         "tls_server_config:\n  cert_file: /nope.crt\n  key_file: /nope.key\n  colour: red\n"
     )
-    result = cli(
-        "--web.config.file",
-        str(bad),
-        "--backend",
-        "sim",
-        "--listen-address",
-        f"127.0.0.1:{free_port()}",
-    )
+    result = serve_with(bad)
     assert result.returncode == 2 and "tls_server_config.colour" in result.stderr
 
 
