@@ -96,11 +96,17 @@ def recording_rules(budgets: dict[str, Any]) -> list[dict[str, Any]]:
             " / sum by (source, model) (rate(greenops_inference_requests_total[1h]))",
         ),
     ]
+    rules += node_energy_rules()
     for window in ("5m", "30m", "1h", "6h"):
         rules.append(
             rule(
                 f"namespace:greenops_pod_carbon_grams:rate{window}",
-                f"sum by (namespace) (rate(greenops_pod_carbon_grams_total[{window}]))",
+                # the pods' GPU carbon plus their processes' host CPU and DRAM share where
+                # the exporter measures host energy (added as 0 where it does not)
+                with_host(
+                    f"sum by (namespace) (rate(greenops_pod_carbon_grams_total[{window}]))",
+                    f"sum by (namespace) (rate(greenops_host_pod_carbon_grams_total[{window}]))",
+                ),
             )
         )
     for namespace, grams in sorted(budgets["namespaces"].items()):
@@ -111,6 +117,53 @@ def recording_rules(budgets: dict[str, Any]) -> list[dict[str, Any]]:
                 namespace=namespace,
             )
         )
+    return rules
+
+
+def with_host(gpu: str, host: str) -> str:
+    """GPU plus host where host series exist, the GPU alone where they do not (a plain `+`
+    would drop every namespace without host series)."""
+    return f"{gpu} + ({host} or {gpu} * 0)"
+
+
+def node_energy_rules() -> list[dict[str, Any]]:
+    """Each node's energy and carbon split into GPU, CPU (RAPL package) and DRAM: one record
+    name, a `part` label. core, uncore and psys are left out: they overlap package."""
+    rules = [
+        {
+            "record": "hostname_part:greenops_node_energy_joules:rate5m",
+            "expr": "sum by (hostname) (rate(greenops_gpu_energy_joules_total[5m]))",
+            "labels": {"part": "gpu"},
+        },
+        {
+            "record": "hostname_part:greenops_node_carbon_grams:rate5m",
+            # operational only: the host parts have no embodied figure
+            "expr": "sum by (hostname) "
+            '(rate(greenops_gpu_carbon_grams_total{scope="operational"}[5m]))',
+            "labels": {"part": "gpu"},
+        },
+    ]
+    for part, zone in (("cpu", "package"), ("dram", "dram")):
+        rules += [
+            {
+                "record": "hostname_part:greenops_node_energy_joules:rate5m",
+                "expr": f"sum by (hostname) "
+                f'(rate(greenops_host_energy_joules_total{{zone="{zone}"}}[5m]))',
+                "labels": {"part": part},
+            },
+            {
+                "record": "hostname_part:greenops_node_carbon_grams:rate5m",
+                "expr": f"sum by (hostname) "
+                f'(rate(greenops_host_carbon_grams_total{{zone="{zone}"}}[5m]))',
+                "labels": {"part": part},
+            },
+        ]
+    rules.append(
+        {
+            "record": "namespace:greenops_pod_host_energy_joules:rate5m",
+            "expr": "sum by (namespace) (rate(greenops_host_pod_energy_joules_total[5m]))",
+        }
+    )
     return rules
 
 

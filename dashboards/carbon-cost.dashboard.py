@@ -26,6 +26,17 @@ dashboard = dashboard(
             stack=True,
         ),
         timeseries(
+            "Carbon per hour: GPU, CPU, DRAM",
+            "Each node's operational carbon split into its GPUs, CPU packages and DRAM "
+            "(grams CO2e per hour; recording rule).",
+            "massg",
+            (
+                'hostname_part:greenops_node_carbon_grams:rate5m{hostname=~"$hostname"} * 3600',
+                "{{hostname}} {{part}}",
+            ),
+            stack=True,
+        ),
+        timeseries(
             "Carbon per hour by namespace",
             "Grams CO2e per hour of each namespace's pods.",
             "massg",

@@ -1,5 +1,5 @@
-"""Fleet overview: what the GPUs draw, what that costs in carbon and money, and how much
-of it is waste (idle or overhead-bound)."""
+"""Fleet overview: what the GPUs (and their hosts' CPUs and DRAM) draw, what that costs in
+carbon and money, and how much of it is waste (idle or overhead-bound)."""
 
 from common import GPU_SELECTOR as S
 from common import dashboard, stat, timeseries
@@ -39,6 +39,17 @@ dashboard = dashboard(
             "Total board power of the fleet (recording rule).",
             "watt",
             ("job:greenops_gpu_power_watts:sum", "fleet"),
+        ),
+        timeseries(
+            "Node power: GPU, CPU, DRAM",
+            "Each node's power split into its GPUs, its CPU packages and its DRAM (RAPL, where "
+            "the host counters are readable; recording rule).",
+            "watt",
+            (
+                'hostname_part:greenops_node_energy_joules:rate5m{hostname=~"$hostname"}',
+                "{{hostname}} {{part}}",
+            ),
+            stack=True,
         ),
         timeseries(
             "Energy by bottleneck class",

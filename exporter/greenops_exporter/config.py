@@ -219,6 +219,20 @@ def secret(
     return None
 
 
+class HostConfig(_Section):
+    """Host CPU and DRAM energy from RAPL (the `host` collector)."""
+
+    powercap_root: Path = Path("/sys/class/powercap")  # the host's, mounted, in a container
+    estimate: bool = False  # CodeCarbon's TDP x CPU utilisation where RAPL cannot be read
+    cpu_tdp_watts: float | None = Field(default=None, gt=0)  # all sockets together
+
+    @model_validator(mode="after")
+    def _estimate_needs_tdp(self) -> HostConfig:
+        if self.estimate and self.cpu_tdp_watts is None:
+            raise ValueError("cpu_tdp_watts: the estimate (host.estimate) needs the CPU's TDP")
+        return self
+
+
 class LabelsConfig(_Section):
     hostname: bool = True
     hostname_value: str | None = None  # None: $NODE_NAME, else the machine's hostname
@@ -233,6 +247,7 @@ class CollectorsConfig(_Section):
     mig: bool = True
     inference: bool = True
     carbon: bool = True
+    host: bool = True
 
     def enabled(self) -> list[str]:
         return [name for name, on in self.model_dump().items() if on]
@@ -247,6 +262,7 @@ class Config(_Section):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     carbon: CarbonConfig = Field(default_factory=CarbonConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    host: HostConfig = Field(default_factory=HostConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -58,6 +58,9 @@ def test_overlays_render_and_validate(overlay: str) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/host/proc"]["readOnly"] is True
+    assert mounts["/host/sys"]["readOnly"] is True  # RAPL: host.powercap_root lies inside
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/host/sys"]["name"]]["hostPath"]["path"] == "/sys"
     if overlay == "reduced":
         assert "/var/lib/kubelet/pod-resources" not in mounts
         assert container["securityContext"]["runAsNonRoot"] is True
@@ -69,7 +72,8 @@ def test_overlays_render_and_validate(overlay: str) -> None:
     )
     from greenops_exporter.config import Config
 
-    Config.model_validate(yaml.safe_load(config["data"]["config.yaml"]))  # a valid config
+    parsed = Config.model_validate(yaml.safe_load(config["data"]["config.yaml"]))  # valid
+    assert str(parsed.host.powercap_root).startswith("/host/sys/")
     if overlay == "plain-prometheus":
         annotations = daemonset["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
@@ -165,9 +169,12 @@ def test_systemd_unit_is_hardened() -> None:
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "DynamicUser=yes",
-        "CapabilityBoundingSet=",
     ):
         assert option in unit
+    # exactly one capability, to read the root-only RAPL counters
+    lines = unit.splitlines()
+    assert "CapabilityBoundingSet=CAP_DAC_READ_SEARCH" in lines
+    assert "AmbientCapabilities=CAP_DAC_READ_SEARCH" in lines
     exec_line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert "serve --backend nvml --config" in exec_line
 
