@@ -182,6 +182,9 @@ class Backend(Protocol):
     """Blocking I/O: the collection loop calls these from a worker thread, never the loop."""
 
     name: str
+    # whether the processes' pids are this machine's (their CPU time can be read): host
+    # energy is split among GPU processes only then
+    local_pids: bool
 
     def open(self) -> list[DeviceInfo]:
         """Discover devices; raise BackendUnavailable when there is nothing to talk to."""

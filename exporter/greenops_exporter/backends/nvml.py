@@ -103,6 +103,7 @@ class _Device:
 
 class NvmlBackend:
     name = "nvml"
+    local_pids = True  # NVML reports the host's pids (the node's /proc in a container)
 
     def __init__(
         self,

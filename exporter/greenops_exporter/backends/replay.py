@@ -330,6 +330,7 @@ class ReplayBackend:
     """One device per recording file, at real speed or `speed` times faster."""
 
     name = "replay"
+    local_pids = False  # recorded elsewhere
 
     def __init__(
         self,

@@ -208,6 +208,9 @@ class SimGpu(_Strict):
 class Scenario(_Strict):
     seed: int = 0
     gpus: list[SimGpu] = Field(min_length=1)
+    # true when the processes' pids are real processes on this machine (a demo that starts
+    # them): host CPU and DRAM energy is then split among them by their CPU time
+    local_pids: bool = False
 
 
 class ScenarioError(ValueError):
@@ -498,11 +501,13 @@ class SimBackend:
         self._seed = seed
         self._devices: list[_SimDevice] = []
         self._start = 0.0
+        self.local_pids = False  # the scenario's, once opened
 
     def open(self) -> list[DeviceInfo]:
         scenario = self._scenario or load_scenario(self._scenario_path)
         seed = scenario.seed if self._seed is None else self._seed
         self._devices = [_SimDevice(i, gpu, seed) for i, gpu in enumerate(scenario.gpus)]
+        self.local_pids = scenario.local_pids
         self._start = self._clock()
         return [d.info(self.driver_version) for d in self._devices]
 

@@ -26,12 +26,31 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 1, unit: str = "
     return f"{value * scale:.{digits}f}{unit}"
 
 
+def _print_host(snap: Snapshot, config: Config) -> None:
+    """The host's RAPL zones, their power over the two reads, and what cannot be read."""
+    h = snap.host
+    if h is None:
+        print("host energy: off (collectors.host)")
+        return
+    print(f"host energy (RAPL under {config.host.powercap_root}):")
+    for z in h.zones:
+        where = f"{z.zone} {z.package}".strip()
+        state = "" if z.up else "  stale"
+        print(f"  {where:<22} {_fmt(z.power_watts, unit=' W'):>10}  ({z.source}){state}")
+    for u in h.unsupported:
+        where = f"{u.zone} {u.package}".strip() or "-"
+        print(f"  unsupported: {u.capability} {where}: {u.reason}")
+    if not h.zones:
+        print("  no host energy: CPU and DRAM are reported as unavailable")
+
+
 def check(config: Config) -> int:
     backend, reason = backend_from(config)
     # read every expensive value on both cycles: check is about what the GPU can report
     settings = replace(settings_from(config), energy_anchor_seconds=0.0)
     snap = asyncio.run(_two_cycles(Collector(backend, settings, reason)))
     print(f"backend: {snap.backend} ({reason})")
+    _print_host(snap, config)
     if not snap.backend_up:
         print("backend unavailable: no device can be read")
         return 1

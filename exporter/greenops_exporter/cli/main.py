@@ -57,6 +57,7 @@ FLAG_KEYS = {
     "process_utilization": "collect.process_utilization",
     "hostname_label": "labels.hostname",
     "hostname": "labels.hostname_value",
+    "powercap_root": "host.powercap_root",
     "log_level": "log_level",
 }
 
@@ -95,6 +96,9 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
         help="add a hostname label to every GPU series (default on)",
     )
     g.add_argument("--hostname", help="hostname label value (default $NODE_NAME or hostname)")
+    g.add_argument(
+        "--powercap-root", metavar="DIR", help="RAPL zones (default /sys/class/powercap)"
+    )
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     for name in COLLECTOR_NAMES:
         g.add_argument(
@@ -128,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flags(rec)
     meas = sub.add_parser("measure", help="the energy and carbon of one command")
     meas.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
+    meas.add_argument(
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="append a row in CodeCarbon's emissions.csv format (header when new)",
+    )
+    meas.add_argument(
+        "--markdown", type=Path, metavar="FILE", help="write a table for a pull-request comment"
+    )
+    meas.add_argument(
+        "--project-name", default="greenops", help="the CSV's project_name (default greenops)"
+    )
     _config_flags(meas)
     meas.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
     green = sub.add_parser("greenest-window", help="when to start deferrable work")
@@ -232,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _carbon_command(args: argparse.Namespace, config: Config) -> int:
-    from ..carbon_commands import carbon_gate, greenest, measure, parse_duration, regions, report
-    from .wiring import backend_from, carbon_from, settings_from
+    from ..carbon_commands import carbon_gate, greenest, parse_duration, regions
+    from .wiring import carbon_from
 
     if args.command in ("greenest-window", "carbon-gate"):
         if args.zone:
@@ -251,20 +267,32 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
         names = [n.strip() for n in args.regions.split(",")] if args.regions else None
         return regions(args.energy_kwh, names, args.pue or config.carbon.pue)
     if args.command == "measure":
-        command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        if not command:
-            raise UsageError("measure: give the command after --")
-        backend, reason = backend_from(config)
-        result = asyncio.run(
-            measure(
-                command,
-                backend,
-                reason,
-                settings_from(config),
-                carbon_from(config),
-                config.carbon.pue,
-            )
-        )
-        report(result, args.json)
-        return result.exit_code
+        return _measure(args, config)
     raise AssertionError(args.command)
+
+
+def _measure(args: argparse.Namespace, config: Config) -> int:
+    from .. import codecarbon
+    from ..measure import measure, report
+    from .wiring import backend_from, carbon_from, settings_from
+
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise UsageError("measure: give the command after --")
+    if args.csv is not None:
+        try:
+            codecarbon.check_csv(args.csv)  # before the run, not after it
+        except codecarbon.CsvHeaderMismatch as exc:
+            raise UsageError(str(exc)) from exc
+    backend, reason = backend_from(config)
+    result = asyncio.run(
+        measure(
+            command, backend, reason, settings_from(config), carbon_from(config), config.carbon.pue
+        )
+    )
+    data = report(result, args.json)
+    if args.csv is not None:
+        codecarbon.append_csv(args.csv, codecarbon.csv_row(data, args.project_name))
+    if args.markdown is not None:
+        args.markdown.write_text(codecarbon.markdown(data))
+    return result.exit_code

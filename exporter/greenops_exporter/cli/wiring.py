@@ -14,6 +14,7 @@ from ..backends import choose_backend
 from ..backends.base import Backend, DeviceInfo
 from ..backends.sim import ScenarioError
 from ..collect import CollectSettings, InferenceBinding
+from ..collect.settings import HostSettings
 from ..config import Config, ConfigError, secret
 from ..gpu_models import model_by_name
 from ..sources.base import PolledSource
@@ -56,6 +57,23 @@ def settings_from(config: Config) -> CollectSettings:
         footprint_for=footprint_resolver(config),
         greenest_window_seconds=config.carbon.greenest_window_seconds,
         greenest_within_seconds=config.carbon.greenest_within_seconds,
+        host=host_settings(config),
+    )
+
+
+def host_settings(config: Config) -> HostSettings | None:
+    """The host collector's settings; None when `collectors.host` is off."""
+    if not config.collectors.host:
+        return None
+    h = config.host
+    return HostSettings(
+        powercap_root=h.powercap_root,
+        estimate=h.estimate,
+        cpu_tdp_watts=h.cpu_tdp_watts,
+        identity_expire_seconds=config.analysis.identity_expire_seconds,
+        pue=config.carbon.pue,
+        energy_price_per_kwh=config.cost.energy_price_per_kwh,
+        currency=config.cost.currency,
     )
 
 

@@ -21,12 +21,14 @@ from typing import Any
 
 from ..analysis.attribution import ExpiringTotals, PodKey
 from ..analysis.carbon import ForecastPoint, GreenestWindow, greenest_window
+from ..analysis.host import HostSample
 from ..analysis.inference import InferenceAccount
 from ..backends.base import Backend, BackendUnavailable, DeviceReadError, Reading, ReadPlan
 from ..sources.base import PolledSource
 from ..sources.carbon_intensity import CarbonChain, CarbonReading
 from ..sources.inference import InferenceSource
 from .device import DeviceState, ProcessIdentifier
+from .host import HostCollection
 from .settings import CollectSettings
 from .snapshot import InferenceSnapshot, Snapshot
 
@@ -83,6 +85,10 @@ class Collector:
         self._backend_errors: dict[str, int] = {}
         self._cycles = 0
         self._pods: ExpiringTotals[PodKey] = ExpiringTotals(self.settings.identity_expire_seconds)
+        host = self.settings.host
+        # host energy is split among GPU processes only where their pids are this machine's
+        self.host = HostCollection(host, monotonic) if host else None
+        self._host_in_flight: asyncio.Future[HostSample] | None = None
         self.snapshot = Snapshot(backend.name, backend_reason, backend_up=False)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -110,6 +116,8 @@ class Collector:
             max_workers=max(len(infos), 1) + 2, thread_name_prefix="greenops-read"
         )
         self._opened = True
+        if self.host is not None:
+            self.host.attribute = self.backend.local_pids
         if self._backend_errors.get("open"):
             log.info("backend %s is available now", self.backend.name)
         log.info("backend %s: %d device(s)", self.backend.name, len(infos))
@@ -157,6 +165,8 @@ class Collector:
             await self._open()
         if self._opened:
             await self._read_all()
+        await self._read_host()
+        if self._opened:
             now = self._monotonic()
             for state in self._devices:
                 for totals in (
@@ -196,6 +206,7 @@ class Collector:
                 )
                 for b in self.inference
             ),
+            host=self.host.snapshot() if self.host is not None else None,
         )
         return self.snapshot
 
@@ -212,9 +223,12 @@ class Collector:
         return self._greenest
 
     def _binding_share(self, binding: InferenceBinding) -> tuple[float, float]:
-        """This cycle's joules and grams (operational + embodied) of an inference source."""
+        """This cycle's joules and grams (operational + embodied) of an inference source: its
+        GPU energy, plus the host CPU and DRAM share of its GPU processes where RAPL measures
+        it (an estimate never enters joules per request or SCI)."""
         joules = grams = 0.0
         pids = binding.source.pids
+        host_pids: set[int] = set()
         for state in self._devices:
             if binding.gpus is not None and not (
                 {state.info.uuid, str(state.info.index)} & binding.gpus
@@ -222,12 +236,49 @@ class Collector:
                 continue
             if binding.gpus is None or pids:
                 part = sum(j for p, j in state.cycle_split if p.pid in pids)
+                host_pids |= {p.pid for p, _ in state.cycle_split if p.pid in pids}
             else:
                 part = state.cycle_joules
+                host_pids |= {p.pid for p, _ in state.cycle_split}
             joules += part
             if state.cycle_footprint is not None and state.cycle_joules > 0:
                 grams += state.cycle_footprint.grams * part / state.cycle_joules
+        if self.host is not None and host_pids:
+            host_joules = self.host.measured_joules(host_pids)
+            joules += host_joules
+            grams += host_joules * self.host.cycle_grams_per_joule
         return joules, grams
+
+    async def _read_host(self) -> None:
+        """The host's RAPL zones and the GPU processes' CPU time, in a worker thread with the
+        devices' deadline; a late read marks the zones stale and is never doubled up."""
+        host = self.host
+        if host is None:
+            return
+        loop = asyncio.get_running_loop()
+        if host.meter is None:
+            await loop.run_in_executor(self._executor, host.open)
+        if not host.needed:
+            return
+        if self._host_in_flight is not None and not self._host_in_flight.done():
+            host.missed("read still hanging past its deadline")
+            return
+        processes = [
+            p for d in self._devices if d.up and d.reading is not None for p in d.reading.processes
+        ]
+        future = loop.run_in_executor(self._executor, host.sample, [p.pid for p in processes])
+        self._host_in_flight = future
+        try:
+            sample = await asyncio.wait_for(
+                asyncio.shield(future), timeout=self.settings.device_timeout_seconds
+            )
+        except TimeoutError:
+            host.missed(f"read missed its {self.settings.device_timeout_seconds:g} s deadline")
+            return
+        except Exception as exc:  # the GPUs must not suffer from a broken host read
+            host.missed(f"unexpected {type(exc).__name__}: {exc}")
+            return
+        host.accept(sample, processes, self._intensity.now.grams_per_kwh)
 
     async def _read_all(self) -> None:
         assert self._executor is not None

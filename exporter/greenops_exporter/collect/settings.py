@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..analysis.bottleneck import Thresholds
 from ..analysis.footprint import FootprintSettings
 from ..analysis.waste import WasteSettings
 from ..backends.base import DeviceInfo, ProcessUtilizationPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class HostSettings:
+    """The host collector's: where RAPL is, the opt-in estimate, and the carbon and cost
+    settings its energy is priced with (the GPUs' PUE, energy price and currency)."""
+
+    powercap_root: Path = Path("/sys/class/powercap")
+    estimate: bool = False  # CodeCarbon's TDP x utilisation where RAPL cannot be read
+    cpu_tdp_watts: float | None = None
+    identity_expire_seconds: float = 300.0
+    pue: float = 1.0
+    energy_price_per_kwh: float = 0.0
+    currency: str = "USD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +43,4 @@ class CollectSettings:
     footprint_for: Callable[[DeviceInfo], FootprintSettings] = lambda info: FootprintSettings()
     greenest_window_seconds: float = 4 * 3600.0
     greenest_within_seconds: float = 24 * 3600.0
+    host: HostSettings | None = None  # None: the host collector is off

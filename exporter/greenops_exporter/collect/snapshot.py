@@ -89,6 +89,63 @@ class DeviceSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class HostZoneSnapshot:
+    zone: str
+    package: str
+    source: str  # counter | estimate
+    energy_joules_total: float
+    power_watts: float | None  # over the last interval; None while the zone is down
+    up: bool
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostUnsupported:
+    capability: str  # rapl (no zones at all) | rapl_energy (a zone's counter)
+    zone: str
+    package: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostProcessKey:
+    pid: int
+    command: str
+    namespace: str
+    pod: str
+    container: str
+    container_id: str
+    zone: str  # package | dram
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostSnapshot:
+    """The host's RAPL zones and its accounts. Keys: pod_energy (pod, zone, source);
+    holder_energy (holder, zone, source); carbon_grams and cost (zone, source);
+    pod_carbon_grams and pod_cost (pod, source). zone is package or dram there."""
+
+    zones: tuple[HostZoneSnapshot, ...] = ()
+    unsupported: tuple[HostUnsupported, ...] = ()
+    process_energy: Mapping[HostProcessKey, float] = field(default_factory=dict)
+    pod_energy: Mapping[tuple[PodKey, str, str], float] = field(default_factory=dict)
+    holder_energy: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    carbon_grams: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    cost: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    pod_carbon_grams: Mapping[tuple[PodKey, str], float] = field(default_factory=dict)
+    pod_cost: Mapping[tuple[PodKey, str], float] = field(default_factory=dict)
+    currency: str = "USD"
+
+    def energy(self, zone: str) -> tuple[float, str] | None:
+        """Joules so far of a split zone (package or dram) summed over packages, and its
+        source; None when nothing measures or estimates it."""
+        parts = [z for z in self.zones if z.zone == zone]
+        if not parts:
+            return None
+        return sum(z.energy_joules_total for z in parts), parts[0].source
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     backend: str
     backend_reason: str
@@ -103,6 +160,7 @@ class Snapshot:
     intensity: Intensity | None = None
     greenest: GreenestWindow | None = None
     forecast_min_grams_per_kwh: float | None = None
+    host: HostSnapshot | None = None
 
     @property
     def ready(self) -> bool:

@@ -1,7 +1,7 @@
 """Metrics: every name and HELP text (names*.py), Snapshot -> series (families.py), and
 series -> /metrics bytes (encode.py)."""
 
-from . import names, names_accounts, names_self
+from . import names, names_accounts, names_host, names_self
 from .encode import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -13,7 +13,7 @@ from .spec import MetricSpec
 
 ALL_METRICS: tuple[MetricSpec, ...] = tuple(
     value
-    for module in (names, names_accounts, names_self)
+    for module in (names, names_accounts, names_host, names_self)
     for value in vars(module).values()
     if isinstance(value, MetricSpec)
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..analysis.bottleneck import BottleneckClass
 from ..backends.base import Capability
 from ..collect import DeviceSnapshot, Snapshot
+from .host import render_host
 from .names import (
     BOTTLENECK,
     BOTTLENECK_ENERGY,
@@ -118,7 +119,8 @@ class Family:
 
 class Families:
     """Series of one render, grouped by metric in order of first appearance; the per-GPU
-    label prefix (hostname, gpu, uuid) is added in this one place."""
+    label prefix (hostname, gpu, uuid; hostname alone on per-node series) is added in this
+    one place."""
 
     def __init__(self, hostname: str | None) -> None:
         self.hostname = hostname
@@ -143,6 +145,8 @@ class Families:
                 labels = (self.hostname, str(info.index), info.uuid, *labels)
             else:
                 labels = (str(info.index), info.uuid, *labels)
+        elif spec.node and self.hostname is not None:
+            labels = (self.hostname, *labels)
         family.series.append((labels, float(value)))
 
 
@@ -358,6 +362,7 @@ _RENDERERS: dict[str, Renderer] = {
     "mig": _per_device(_render_mig),
     "inference": _render_inference,
     "carbon": _render_carbon,
+    "host": render_host,
 }
 
 

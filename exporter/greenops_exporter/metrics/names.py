@@ -265,4 +265,5 @@ COLLECTOR_NAMES = (
     "mig",
     "inference",
     "carbon",
+    "host",
 )

@@ -16,9 +16,13 @@ class MetricSpec:
     help: str
     labels: tuple[str, ...] = ()
     gpu: bool = True  # carries gpu, uuid (and hostname) labels
+    node: bool = False  # a per-node metric: carries hostname (when set) but no GPU labels
 
     def label_names(self, hostname: str | None) -> tuple[str, ...]:
-        """Per-GPU metrics carry gpu and uuid first, and hostname before them when set."""
+        """Per-GPU metrics carry gpu and uuid first, and hostname before them when set;
+        per-node metrics carry hostname first."""
+        if self.node:
+            return self.labels if hostname is None else ("hostname", *self.labels)
         if not self.gpu:
             return self.labels
         if hostname is None:
@@ -39,3 +43,11 @@ def gauge(name: str, help: str, *labels: str, gpu: bool = True) -> MetricSpec:
 
 def counter(name: str, help: str, *labels: str, gpu: bool = True) -> MetricSpec:
     return MetricSpec(name, "counter", help, labels, gpu)
+
+
+def node_gauge(name: str, help: str, *labels: str) -> MetricSpec:
+    return MetricSpec(name, "gauge", help, labels, gpu=False, node=True)
+
+
+def node_counter(name: str, help: str, *labels: str) -> MetricSpec:
+    return MetricSpec(name, "counter", help, labels, gpu=False, node=True)

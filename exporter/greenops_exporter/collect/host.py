@@ -10,85 +10,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from .analysis.attribution import ExpiringTotals, PodKey
-from .analysis.carbon import energy_cost, operational_grams
-from .analysis.host import ESTIMATE_ID, SPLIT_ZONES, HostCycle, HostMeter, HostSample
-from .backends.base import ProcessReading
-from .sources import rapl
-from .sources.cputime import sample_cpu
+from ..analysis.attribution import ExpiringTotals, PodKey
+from ..analysis.carbon import energy_cost, operational_grams
+from ..analysis.host import ESTIMATE_ID, SPLIT_ZONES, HostCycle, HostMeter, HostSample
+from ..backends.base import ProcessReading
+from ..sources import rapl
+from ..sources.cputime import sample_cpu
+from .settings import HostSettings
+from .snapshot import HostProcessKey, HostSnapshot, HostUnsupported, HostZoneSnapshot
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
-
-
-@dataclass(frozen=True, slots=True)
-class HostSettings:
-    enabled: bool = True
-    powercap_root: Path = Path("/sys/class/powercap")
-    estimate: bool = False  # CodeCarbon's TDP x utilisation where RAPL cannot be read
-    cpu_tdp_watts: float | None = None
-    identity_expire_seconds: float = 300.0
-    pue: float = 1.0
-    energy_price_per_kwh: float = 0.0
-    currency: str = "USD"
-
-
-@dataclass(frozen=True, slots=True)
-class HostZoneSnapshot:
-    zone: str
-    package: str
-    source: str  # counter | estimate
-    energy_joules_total: float
-    power_watts: float | None  # over the last interval; None while the zone is down
-    up: bool
-    errors: int
-
-
-@dataclass(frozen=True, slots=True)
-class HostUnsupported:
-    capability: str  # rapl (no zones at all) | rapl_energy (a zone's counter)
-    zone: str
-    package: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class HostProcessKey:
-    pid: int
-    command: str
-    namespace: str
-    pod: str
-    container: str
-    container_id: str
-    zone: str  # package | dram
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class HostSnapshot:
-    zones: tuple[HostZoneSnapshot, ...] = ()
-    unsupported: tuple[HostUnsupported, ...] = ()
-    process_energy: Mapping[HostProcessKey, float] = field(default_factory=dict)
-    pod_energy: Mapping[tuple[PodKey, str, str], float] = field(default_factory=dict)
-    holder_energy: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
-    carbon_grams: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    cost: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    pod_carbon_grams: Mapping[tuple[PodKey, str], float] = field(default_factory=dict)
-    pod_cost: Mapping[tuple[PodKey, str], float] = field(default_factory=dict)
-    currency: str = "USD"
-
-    def energy(self, zone: str) -> tuple[float, str] | None:
-        """Joules so far of a split zone (package or dram) summed over packages, and its
-        source; None when nothing measures or estimates it."""
-        parts = [z for z in self.zones if z.zone == zone]
-        if not parts:
-            return None
-        return sum(z.energy_joules_total for z in parts), parts[0].source
 
 
 class HostCollection:
@@ -98,10 +33,11 @@ class HostCollection:
         self,
         settings: HostSettings,
         monotonic: Callable[[], float] = time.monotonic,
-        attribute: bool = True,
+        attribute: bool = False,
     ) -> None:
         self.settings = settings
-        self.attribute = attribute  # False where GPU pids are not this machine's (sim, replay)
+        # whether GPU processes' pids are this machine's (the backend says once it is open)
+        self.attribute = attribute
         self._monotonic = monotonic
         self.discovery: rapl.Discovery | None = None
         self.meter: HostMeter | None = None
@@ -171,6 +107,14 @@ class HostCollection:
         return HostSample(self._monotonic(), rapl.read_zones(zones), cpu)
 
     # --- on the loop: pure bookkeeping -----------------------------------------------------
+
+    def measured_joules(self, pids: set[int]) -> float:
+        """This cycle's host joules of these processes from RAPL counters (not estimates)."""
+        return sum(
+            sum(by_pid.get(pid, 0.0) for pid in pids)
+            for zone, by_pid in self.cycle.shares.items()
+            if not (zone == "package" and self.meter and ESTIMATE_ID in self.meter.totals)
+        )
 
     def missed(self, reason: str) -> None:
         """The whole read missed its deadline: every zone is down this cycle."""

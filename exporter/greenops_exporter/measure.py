@@ -1,0 +1,320 @@
+"""`measure`: run one command while collecting, and report the energy, carbon and cost of
+the GPUs it used and, at CodeCarbon's scope, of the node's CPU packages and DRAM over its run.
+
+Each part says where its number comes from (the GPU's energy source; `counter` or
+`estimate` for the host; `unavailable` when nothing measures it), so a part that could not
+be read is never reported as 0 kWh. The JSON is a stable contract: keys are added, never
+renamed; the keys that predate host energy keep their GPU-only meaning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .analysis.bottleneck import BottleneckClass
+from .analysis.energy import EnergySource
+from .backends.base import Backend
+from .collect import Collector, CollectSettings, DeviceSnapshot, Snapshot
+from .collect.snapshot import HostSnapshot
+from .errors import UsageError
+from .sources.carbon_intensity import CarbonChain
+
+# UK government GHG conversion factors: an average car of unknown fuel, about 0.17 kgCO2e/km
+CAR_GRAMS_PER_KM = 170.0
+HOST_PARTS = (("cpu", "package"), ("dram", "dram"))  # measure's part -> RAPL zone
+# the least exact source among several GPUs is the one reported
+_GPU_SOURCES = [s.value for s in EnergySource if s is not EnergySource.NONE]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part's energy over the run: None throughout when nothing measures it."""
+
+    source: str  # counter | instant_power | average_power (GPU) | estimate | unavailable
+    energy_joules: float | None = None
+    mean_power_watts: float | None = None
+    operational_grams: float | None = None
+    energy_cost: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        def r(value: float | None, digits: int) -> float | None:
+            return None if value is None else round(value, digits)
+
+        return {
+            "energy_joules": r(self.energy_joules, 3),
+            "source": self.source,
+            "mean_power_watts": r(self.mean_power_watts, 3),
+            "carbon_grams_operational": r(self.operational_grams, 4),
+            "cost_energy": r(self.energy_cost, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    command: list[str]
+    exit_code: int
+    seconds: float
+    gpus: list[str]
+    energy_joules: float
+    class_seconds: dict[str, float]
+    class_joules: dict[str, float]
+    idle_joules: float
+    operational_grams: float
+    embodied_grams: float
+    energy_cost: float
+    rental_cost: float
+    currency: str
+    intensity: float
+    intensity_source: str
+    pue: float
+    zone: str = ""
+    parts: Mapping[str, Part] = field(default_factory=dict)  # gpu, cpu, dram
+
+    @property
+    def measured(self) -> list[Part]:
+        return [p for p in self.parts.values() if p.energy_joules is not None]
+
+    def as_json(self) -> dict[str, Any]:
+        """The stable `measure --json` contract: later releases add keys, never rename."""
+        total = sum(self.class_seconds.values())
+        return {
+            "command": self.command,
+            "exit_code": self.exit_code,
+            "duration_seconds": round(self.seconds, 3),
+            "gpus": self.gpus,
+            "energy_joules": round(self.energy_joules, 3),
+            # over the GPU's own clock (a replay at 10x covers ten times the wall time)
+            "mean_power_watts": round(self.energy_joules / total, 3) if total else 0.0,
+            "class_share": {
+                c: round(s / total, 4) if total else 0.0 for c, s in self.class_seconds.items()
+            },
+            "energy_joules_by_class": {c: round(j, 3) for c, j in self.class_joules.items()},
+            "waste_energy_joules": round(
+                self.class_joules.get("idle", 0.0) + self.class_joules.get("overhead", 0.0), 3
+            ),
+            "idle_energy_joules": round(self.idle_joules, 3),
+            "carbon_grams_operational": round(self.operational_grams, 4),
+            "carbon_grams_embodied": round(self.embodied_grams, 4),
+            "intensity_grams_per_kwh": self.intensity,
+            "intensity_source": self.intensity_source,
+            "pue": self.pue,
+            "cost": {
+                "energy": round(self.energy_cost, 6),
+                "rental": round(self.rental_cost, 6),
+                "currency": self.currency,
+                "host_energy": round(self._host("energy_cost"), 6),
+            },
+            "equivalent_km_driven": round(
+                (self.operational_grams + self.embodied_grams) / CAR_GRAMS_PER_KM, 4
+            ),
+            # since host energy: the node's parts and their totals (measured parts only)
+            "zone": self.zone,
+            "parts": {name: part.as_json() for name, part in self.parts.items()},
+            "total_energy_joules": round(sum(p.energy_joules or 0.0 for p in self.measured), 3),
+            "carbon_grams_operational_total": round(
+                sum(p.operational_grams or 0.0 for p in self.measured), 4
+            ),
+        }
+
+    def _host(self, attr: str) -> float:
+        return sum(getattr(p, attr) or 0.0 for name, p in self.parts.items() if name != "gpu")
+
+
+def _tree(pid: int) -> set[int]:
+    try:
+        root = psutil.Process(pid)
+        return {pid, *(c.pid for c in root.children(recursive=True))}
+    except psutil.Error:
+        return {pid}
+
+
+def _delta(after: DeviceSnapshot, before: DeviceSnapshot | None) -> dict[str, float]:
+    def get(d: DeviceSnapshot | None, attr: str) -> float:
+        if d is None:
+            return 0.0
+        if attr.startswith("class_s:"):
+            return d.waste.class_seconds.get(BottleneckClass(attr[8:]), 0.0)
+        if attr.startswith("class_j:"):
+            return d.waste.class_joules.get(BottleneckClass(attr[8:]), 0.0)
+        return {
+            "energy": d.energy_joules_total,
+            "idle": d.waste.idle_joules_no_holder + d.waste.idle_joules_with_holder,
+            "op": d.costs.operational_grams,
+            "emb": d.costs.embodied_grams,
+            "ecost": d.costs.energy_cost,
+            "rcost": d.costs.rental_cost,
+        }[attr]
+
+    keys = ["energy", "idle", "op", "emb", "ecost", "rcost"]
+    keys += [f"class_s:{c.value}" for c in BottleneckClass] + [
+        f"class_j:{c.value}" for c in BottleneckClass
+    ]
+    return {k: get(after, k) - get(before, k) for k in keys}
+
+
+def host_part(
+    zone: str, after: HostSnapshot | None, before: HostSnapshot | None, seconds: float
+) -> Part:
+    """The node's package (cpu) or dram energy between two snapshots."""
+    now = after.energy(zone) if after is not None else None
+    if now is None:
+        return Part("unavailable")
+    joules, source = now
+    then = before.energy(zone) if before is not None else None
+    if then is not None:
+        joules -= then[0]
+
+    assert after is not None
+    key = (zone, source)
+    grams = after.carbon_grams.get(key, 0.0) - (
+        before.carbon_grams.get(key, 0.0) if before else 0.0
+    )
+    cost = after.cost.get(key, 0.0) - (before.cost.get(key, 0.0) if before else 0.0)
+    return Part(source, joules, joules / seconds if seconds > 0 else None, grams, cost)
+
+
+def gpu_source(devices: Sequence[DeviceSnapshot]) -> str:
+    sources = {d.energy_source.value for d in devices} & set(_GPU_SOURCES)
+    if not sources:
+        return "unavailable"
+    return max(sources, key=_GPU_SOURCES.index)
+
+
+async def measure(
+    command: Sequence[str],
+    backend: Backend,
+    reason: str,
+    settings: CollectSettings,
+    chain: CarbonChain,
+    pue: float,
+) -> Measurement:
+    """Run the command while collecting; attribute the GPUs its process tree used (all of
+    them on the sim and replay backends, whose processes are not real). The host's parts
+    are the whole node's, as CodeCarbon's machine mode counts them."""
+    collector = Collector(
+        backend, replace(settings, energy_anchor_seconds=0.0), reason, carbon=chain
+    )
+    for source in chain.sources:
+        await source.poll_once()
+    before = await collector.collect_once()
+    if not before.backend_up:
+        await collector.close()
+        raise UsageError(f"cannot measure: backend {backend.name} is unavailable ({reason})")
+    started = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(*command)
+    except OSError as exc:
+        await collector.close()
+        raise UsageError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from exc
+    used: set[str] = set()
+    snap: Snapshot = before
+    while True:
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout=settings.interval_seconds)
+        except TimeoutError:
+            code = None
+        snap = await collector.collect_once()
+        pids = _tree(proc.pid)
+        for d in snap.devices:
+            if d.reading is not None and any(p.pid in pids for p in d.reading.processes):
+                used.add(d.info.uuid)
+        if code is not None:
+            break
+    seconds = time.monotonic() - started
+    await collector.close()
+    simulated = backend.name in ("sim", "replay")
+    chosen = [d for d in snap.devices if simulated or d.info.uuid in used]
+    first = {d.info.uuid: d for d in before.devices}
+    total: dict[str, float] = {}
+    for d in chosen:
+        for key, value in _delta(d, first.get(d.info.uuid)).items():
+            total[key] = total.get(key, 0.0) + value
+    intensity = snap.intensity
+    gpu_seconds = sum(total.get(f"class_s:{c.value}", 0.0) for c in BottleneckClass)
+    gpu_from = gpu_source(chosen or snap.devices)
+    gpu_joules = total.get("energy", 0.0)
+    parts = {
+        "gpu": Part("unavailable")
+        if gpu_from == "unavailable"
+        else Part(
+            gpu_from,
+            gpu_joules,
+            gpu_joules / gpu_seconds if gpu_seconds > 0 else None,
+            total.get("op", 0.0),
+            total.get("ecost", 0.0),
+        ),
+        **{name: host_part(zone, snap.host, before.host, seconds) for name, zone in HOST_PARTS},
+    }
+    return Measurement(
+        command=list(command),
+        exit_code=code,
+        seconds=seconds,
+        gpus=[d.info.uuid for d in chosen],
+        energy_joules=gpu_joules,
+        class_seconds={c.value: total.get(f"class_s:{c.value}", 0.0) for c in BottleneckClass},
+        class_joules={c.value: total.get(f"class_j:{c.value}", 0.0) for c in BottleneckClass},
+        idle_joules=total.get("idle", 0.0),
+        operational_grams=total.get("op", 0.0),
+        embodied_grams=total.get("emb", 0.0),
+        energy_cost=total.get("ecost", 0.0),
+        rental_cost=total.get("rcost", 0.0),
+        currency=chosen[0].costs.currency if chosen else "USD",
+        intensity=intensity.grams_per_kwh if intensity else 0.0,
+        intensity_source=intensity.source if intensity else "none",
+        pue=pue,
+        zone=intensity.zone if intensity else "",
+        parts=parts,
+    )
+
+
+def _part_line(name: str, part: Part) -> str:
+    if part.energy_joules is None:
+        return f"  {name:<10} unavailable (not measured, not counted)"
+    watts = "" if part.mean_power_watts is None else f", mean {part.mean_power_watts:.1f} W"
+    return (
+        f"  {name:<10} {part.energy_joules:.1f} J ({part.energy_joules / 3.6e6:.6f} kWh)"
+        f"{watts} ({part.source})"
+    )
+
+
+def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
+    """Print the text report (stderr: stdout is the command's) and write the JSON; return
+    the JSON data for the CSV and markdown files."""
+    data = m.as_json()
+    if json_path is not None:
+        json_path.write_text(json.dumps(data, indent=2) + "\n")
+    mix = ", ".join(
+        f"{c} {s:.0%}"
+        for c, s in sorted(data["class_share"].items(), key=lambda kv: -kv[1])
+        if s > 0
+    )
+    host_grams = m._host("operational_grams")
+    grams = m.operational_grams + m.embodied_grams + host_grams
+    counted = " + ".join(n.upper() for n, p in m.parts.items() if p.energy_joules is not None)
+    lines = [
+        f"greenops measure: {' '.join(m.command)} (exit {m.exit_code})",
+        f"  duration   {m.seconds:.1f} s on {len(m.gpus)} GPU(s)",
+        *(_part_line(name.upper(), part) for name, part in m.parts.items()),
+        f"  total      {data['total_energy_joules']:.1f} J "
+        f"({data['total_energy_joules'] / 3.6e6:.6f} kWh): {counted or 'nothing measured'}",
+        f"  class mix  {mix or '-'} (GPU)",
+        f"  waste      {data['waste_energy_joules']:.1f} J idle or overhead (GPU)",
+        f"  carbon     {m.operational_grams:.2f} g GPU + {host_grams:.2f} g CPU and DRAM "
+        f"operational ({m.intensity:.0f} g/kWh from {m.intensity_source}, PUE {m.pue:g}) "
+        f"+ {m.embodied_grams:.2f} g GPU embodied",
+        f"  cost       {m.energy_cost + m.rental_cost + m._host('energy_cost'):.4f} {m.currency} "
+        f"(GPU energy {m.energy_cost:.4f}, rental {m.rental_cost:.4f}, "
+        f"host energy {m._host('energy_cost'):.4f})",
+        f"  that is    like driving {grams / CAR_GRAMS_PER_KM * 1000:.0f} m in an average car",
+    ]
+    print("\n".join(lines), file=sys.stderr)
+    return data
