@@ -193,8 +193,11 @@ def markdown(data: Mapping[str, Any]) -> str:
     """The table a CI job comments on a pull request."""
     cost = data["cost"]
     currency = cost["currency"]
+    command = " ".join(" ".join(data["command"]).split()).replace("`", "'")
+    if len(command) > 80:
+        command = command[:77] + "..."
     lines = [
-        f"### Energy and carbon of `{' '.join(data['command'])}`",
+        f"### Energy and carbon of `{command}`",
         "",
         "| part | energy | source | mean power | carbon (operational) | energy cost |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -130,6 +130,7 @@ def test_names_units_and_help() -> None:
             "greenops_gpu_bottleneck",
             "greenops_backend_up",
             "greenops_source_up",
+            "greenops_host_zone_up",
             "greenops_gpu_performance_state",
             "greenops_gpu_clock_event_reason",
             "greenops_scrape_collector_success",

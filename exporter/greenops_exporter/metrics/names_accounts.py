@@ -7,8 +7,9 @@ from .spec import counter, gauge
 # --- inference -------------------------------------------------------------------------
 INFERENCE_ENERGY = counter(
     "greenops_inference_energy_joules_total",
-    "Joules spent by an inference server's GPUs (or its processes' shares of shared GPUs), "
-    "split among its models by their share of requests.",
+    "Joules spent by an inference server's GPUs (or its processes' shares of shared GPUs) "
+    "plus its GPU processes' share of the host's CPU package and DRAM energy where RAPL "
+    "measures it (never an estimate), split among its models by their share of requests.",
     "source",
     "kind",
     "model",
@@ -33,7 +34,8 @@ INFERENCE_TOKENS = counter(
 )
 INFERENCE_JOULES_PER_REQUEST = gauge(
     "greenops_inference_joules_per_request",
-    "Joules per completed request over the inference window.",
+    "Joules per completed request over the inference window: GPU plus the host CPU and "
+    "DRAM share of the server's GPU processes where RAPL measures it.",
     "source",
     "kind",
     "model",
@@ -41,8 +43,9 @@ INFERENCE_JOULES_PER_REQUEST = gauge(
 )
 INFERENCE_JOULES_PER_TOKEN = gauge(
     "greenops_inference_joules_per_token",
-    "Joules per token over the inference window: per generated token (token_kind=generation) "
-    "or per prompt and generated token (token_kind=all).",
+    "Joules per token over the inference window (GPU plus measured host CPU and DRAM "
+    "share): per generated token (token_kind=generation) or per prompt and generated token "
+    "(token_kind=all).",
     "source",
     "kind",
     "model",
@@ -128,7 +131,8 @@ GREENEST_SAVING = gauge(
 )
 INFERENCE_CARBON = counter(
     "greenops_inference_carbon_grams_total",
-    "Grams of CO2e (operational and embodied) of an inference server's work, by model.",
+    "Grams of CO2e of an inference server's work, by model: GPU operational and embodied, "
+    "plus the operational carbon of its measured host CPU and DRAM share.",
     "source",
     "kind",
     "model",
@@ -136,7 +140,8 @@ INFERENCE_CARBON = counter(
 )
 INFERENCE_SCI_REQUEST = gauge(
     "greenops_inference_sci_grams_per_request",
-    "Software Carbon Intensity per request over the inference window: (E x I + M) / R, grams.",
+    "Software Carbon Intensity per request over the inference window: (E x I + M) / R, "
+    "grams; E covers GPU and measured host CPU and DRAM, M the GPU's embodied share.",
     "source",
     "kind",
     "model",
@@ -144,7 +149,8 @@ INFERENCE_SCI_REQUEST = gauge(
 )
 INFERENCE_SCI_TOKEN = gauge(
     "greenops_inference_sci_grams_per_token",
-    "Software Carbon Intensity per prompt and generated token over the window, grams.",
+    "Software Carbon Intensity per prompt and generated token over the window, grams; E "
+    "covers GPU and measured host CPU and DRAM, M the GPU's embodied share.",
     "source",
     "kind",
     "model",
