@@ -1,7 +1,10 @@
 """The demo stack: the exporter on a sim fleet where every alert's condition occurs, a real
 Prometheus with the rules (test profile: second-long durations, so alerts fire within a
 minute or two), a real Alertmanager, and the HTTP peers the fleet talks to (a simulated
-vLLM server, the UK carbon API's shape, and a webhook that prints the alerts).
+vLLM server, the UK carbon API's shape, and a webhook that prints the alerts). The host
+plays a two-socket node: a powercap tree in the kernel's layout whose RAPL counters the
+stack advances, and small real processes that burn a little CPU under the GPU processes'
+pids, so host energy is split among them and joins their pods.
 
 `make demo` runs it until Ctrl-C; the end-to-end test runs the same stack.
 """
@@ -24,10 +27,33 @@ import yaml
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from powercap import INTEL_2S, FakePowercap  # noqa: E402
+
+# what the simulated host draws, in watts, by RAPL zone
+HOST_WATTS = {
+    "intel-rapl:0": 182.0,
+    "intel-rapl:0:0": 120.0,
+    "intel-rapl:0:1": 31.0,
+    "intel-rapl:0:2": 24.0,
+    "intel-rapl:1": 156.0,
+    "intel-rapl:1:0": 21.0,
+    "intel-rapl:2": 420.0,
+}
+# a GPU process's host side: 2 ms of CPU every 100 ms
+WORKLOAD = (
+    "import time\n"
+    "while True:\n"
+    "    t = time.process_time()\n"
+    "    while time.process_time() - t < 0.002:\n"
+    "        pass\n"
+    "    time.sleep(0.1)\n"
+)
 
 
 SCENARIO = {
     "seed": 5,
+    "local_pids": True,  # the stack starts real processes and puts their pids in
     "gpus": [
         {  # serving the inference source; compute-bound
             "model": "h100-sxm",
@@ -186,9 +212,22 @@ def alertmanager_config(webhook_url: str, wait: str = "30s") -> dict:
     }
 
 
-def write_configs(tmp: Path, ports: dict[str, int]) -> dict[str, Path]:
+def scenario_with(pids: list[int]) -> dict:
+    """The scenario with its processes' pids replaced by real ones, in order."""
+    out = yaml.safe_load(yaml.safe_dump(SCENARIO))
+    procs = [p for gpu in out["gpus"] for p in gpu.get("processes", [])]
+    for process, pid in zip(procs, pids, strict=True):
+        process["pid"] = pid
+    return out
+
+
+def process_count() -> int:
+    return sum(len(gpu.get("processes", [])) for gpu in SCENARIO["gpus"])
+
+
+def write_configs(tmp: Path, ports: dict[str, int], pids: list[int]) -> dict[str, Path]:
     peer = f"http://127.0.0.1:{ports['peers']}"
-    (tmp / "scenario.yaml").write_text(yaml.safe_dump(SCENARIO))
+    (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario_with(pids)))
     (tmp / "exporter.yaml").write_text(
         yaml.safe_dump(
             {
@@ -198,6 +237,7 @@ def write_configs(tmp: Path, ports: dict[str, int]) -> dict[str, Path]:
                 "analysis": {"stranded_after_seconds": 5, "underutilization_window_seconds": 10},
                 "labels": {"hostname_value": "node-e2e"},
                 "kubernetes": {"pod_resources": "off", "cgroups": False},
+                "host": {"powercap_root": str(tmp / "powercap")},
                 "inference": {
                     "window_seconds": 10,
                     "sources": [
@@ -285,10 +325,23 @@ class Stack:
         self.ports = {
             name: free_port() for name in ("exporter", "prometheus", "alertmanager", "peers")
         }
-        self.files = write_configs(tmp, self.ports)
         self.peers = Peers()
+        self.files: dict[str, Path] = {}  # written by start(), once the workloads' pids exist
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.workloads: list[subprocess.Popen[bytes]] = []
+        self.powercap = FakePowercap(tmp / "powercap", INTEL_2S)
         self._runner: web.AppRunner | None = None
+        self._host: asyncio.Task[None] | None = None
+
+    async def _draw_host_power(self) -> None:
+        """Advance the RAPL counters as the simulated host draws HOST_WATTS."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for zone, watts in HOST_WATTS.items():
+                self.powercap.advance(zone, watts * (now - last))
+            last = now
 
     def _start(self, *cmd: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GREENOPS_")}
@@ -302,6 +355,11 @@ class Stack:
         self._runner = web.AppRunner(self.peers.app())
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.ports["peers"]).start()
+        self._host = asyncio.create_task(self._draw_host_power())
+        self.workloads = [
+            subprocess.Popen([sys.executable, "-c", WORKLOAD]) for _ in range(process_count())
+        ]
+        self.files = write_configs(self.tmp, self.ports, [w.pid for w in self.workloads])
         p, files, tmp = self.ports, self.files, self.tmp
         self._start(
             sys.executable, "-m", "greenops_exporter", "serve", "--config", str(files["exporter"])
@@ -321,9 +379,11 @@ class Stack:
         )
 
     async def stop(self) -> None:
-        for process in self.processes:
+        if self._host is not None:
+            self._host.cancel()
+        for process in self.processes + self.workloads:
             process.terminate()
-        for process in self.processes:
+        for process in self.processes + self.workloads:
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:

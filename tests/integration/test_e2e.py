@@ -63,6 +63,7 @@ def panel_queries() -> list[tuple[str, str, str]]:
 def test_every_alert_arrives_and_every_panel_has_data(tmp_path: Path) -> None:
     stack = Stack(tmp_path)
     empty: list[str] = []
+    host: dict[str, list] = {}
 
     async def run() -> None:
         await stack.start()
@@ -75,6 +76,12 @@ def test_every_alert_arrives_and_every_panel_has_data(tmp_path: Path) -> None:
             for board, title, expr in panel_queries():
                 if not query(stack.ports["prometheus"], expr):
                     empty.append(f"{board} / {title}: {expr}")
+            for expr in (
+                'greenops_host_energy_joules_total{zone="package"}',
+                "greenops_host_pod_energy_joules_total",
+                "hostname_part:greenops_node_energy_joules:rate5m",
+            ):
+                host[expr] = query(stack.ports["prometheus"], expr)
         finally:
             await stack.stop()
 
@@ -89,5 +96,18 @@ def test_every_alert_arrives_and_every_panel_has_data(tmp_path: Path) -> None:
     assert alerts["GreenopsStrandedGPUMemory"]["labels"]["gpu"] == "1"
     assert alerts["GreenopsGPUThrottled"]["labels"]["reason"] == "hw_thermal_slowdown"
     assert alerts["GreenopsInferenceEnergyRegression"]["labels"]["model"] == "llama"
-    assert len(panel_queries()) == 51  # every target of the five dashboards
+    assert len(panel_queries()) == 53  # every target of the five dashboards
+    # the host: both sockets' RAPL packages, the GPU processes' pods' host shares (real
+    # processes under the sim's pids), and the node split into GPU, CPU and DRAM by the rules
+    packages = host['greenops_host_energy_joules_total{zone="package"}']
+    assert {r["metric"]["package"] for r in packages} == {"0", "1"}
+    assert all(r["metric"]["hostname"] == "node-e2e" for r in packages)
+    pods = {r["metric"]["pod"] for r in host["greenops_host_pod_energy_joules_total"]}
+    assert {"llama-0", "nb-alice"} <= pods
+    parts = {
+        r["metric"]["part"]: float(r["value"][1])
+        for r in host["hostname_part:greenops_node_energy_joules:rate5m"]
+    }
+    assert set(parts) == {"gpu", "cpu", "dram"}
+    assert parts["cpu"] == pytest.approx(182 + 156, rel=0.25)  # the watts the stack draws
     assert not empty, "panels without data:\n" + "\n".join(empty)
