@@ -212,6 +212,10 @@ def sample_from_reading(reading: Reading, t: float, wall: float, phase: str = ""
     }
     if energy_mj is not None:
         sample["energy_mj"] = energy_mj
+    if reading.power_samples:  # the driver's samples, as nvmlDeviceGetSamples gave them
+        sample["power_samples"] = [
+            [round(stamp * 1e6), round(watts * 1000)] for stamp, watts in reading.power_samples
+        ]
     return sample
 
 
