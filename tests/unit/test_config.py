@@ -68,6 +68,8 @@ def test_env_values_keep_their_types() -> None:
         ),
         ("server:\n  listen_address: nonsense\n", {}, "server.listen_address"),
         ("backend:\n  kind: replay\n", {}, "replay.files"),
+        ("host:\n  estimate: true\n", {}, "host: Value error, cpu_tdp_watts"),
+        ("host:\n  cpu_tdp_watts: 0\n", {}, "host.cpu_tdp_watts: Input should be greater"),
         ("", {"GREENOPS_COLLECT__BOGUS": "1"}, "collect.bogus: Extra inputs"),
         ("- a\n- b\n", {}, "top level must be a mapping"),
         ("collect: [\n", {}, "not valid YAML"),

@@ -9,7 +9,8 @@ import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,18 @@ class Fleet:
     injected clock."""
 
     def __init__(
-        self, tree: FakePowercap, scenario: dict[str, Any] = ONE_GPU, **settings: Any
+        self,
+        tree: FakePowercap,
+        scenario: dict[str, Any] = ONE_GPU,
+        inference: Sequence[InferenceBinding] = (),
+        **host: Any,
     ) -> None:
         self.now = [100.0]
         backend = SimBackend(Scenario.model_validate(scenario), clock=lambda: self.now[0])
-        host = HostSettings(powercap_root=tree.root, pue=1.5, energy_price_per_kwh=0.2)
-        inference = settings.pop("inference", ())
+        settings = HostSettings(powercap_root=tree.root, pue=1.5, energy_price_per_kwh=0.2)
         self.collector = Collector(
             backend,
-            CollectSettings(host=host, **settings),
+            CollectSettings(host=replace(settings, **host)),
             monotonic=lambda: self.now[0],
             inference=inference,
         )
@@ -271,7 +275,7 @@ def test_gpu_processes_share_host_energy_and_it_joins_their_pods_and_inference(
     }
     source = InferenceSource("srv", "vllm", "http://127.0.0.1:1/metrics", KINDS["vllm"])
     binding = InferenceBinding(source, frozenset({"0"}), InferenceAccount())
-    fleet = Fleet(tree, scenario, inference=[binding])
+    fleet = Fleet(tree, scenario, [binding])
 
     def step() -> None:
         burn(burners)
@@ -311,3 +315,43 @@ def test_gpu_processes_share_host_energy_and_it_joins_their_pods_and_inference(
     assert pod_series[("c", "node-a", "ml", "heavy-0", "counter", "package")] == pytest.approx(
         package[heavy]
     )
+
+
+def test_the_estimate_is_labelled_everywhere_and_kept_out_of_inference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, burners: list[subprocess.Popen[str]]
+) -> None:
+    tree = FakePowercap(tmp_path, INTEL_2S)
+    root_only(monkeypatch, tree, *tree.paths)  # no counter readable: the estimate steps in
+    pid = burners[1].pid
+    scenario = {
+        "local_pids": True,
+        "gpus": [
+            {
+                "model": "h100-sxm",
+                "processes": [{"pid": pid, "pod": "p-0", "namespace": "ml", "container": "c"}],
+                "schedule": [{"phase": "compute", "seconds": 600}],
+            }
+        ],
+    }
+    source = InferenceSource("srv", "vllm", "http://127.0.0.1:1/metrics", KINDS["vllm"])
+    binding = InferenceBinding(source, frozenset({"0"}), InferenceAccount())
+    fleet = Fleet(tree, scenario, [binding], estimate=True, cpu_tdp_watts=250.0)
+    snap = fleet.run(lambda: burn(burners), lambda: burn(burners))
+    _, families = render(snap)
+    energy = series(families, "greenops_host_energy_joules_total")
+    (labels,) = energy  # one series: the CPU packages, estimated
+    assert labels == ("node-a", "", "estimate", "package") and energy[labels] > 0
+    for name in (
+        "greenops_host_power_watts",
+        "greenops_host_holder_energy_joules_total",
+        "greenops_host_process_energy_joules_total",
+        "greenops_host_pod_energy_joules_total",
+        "greenops_host_carbon_grams_total",
+        "greenops_host_pod_carbon_grams_total",
+    ):
+        found = families[name.removesuffix("_total")].samples
+        assert found and all(s.labels["source"] == "estimate" for s in found), name
+    # an estimate never enters joules per request or SCI: the source has its GPU energy only
+    gpu0 = snap.devices[0]
+    assert binding.account.energy_joules == pytest.approx(gpu0.energy_joules_total)
+    assert "greenops_host_zone_up" not in families  # no counter zone to be up or down
