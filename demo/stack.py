@@ -27,29 +27,8 @@ import yaml
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from powercap import INTEL_2S, FakePowercap  # noqa: E402
-
-# what the simulated host draws, in watts, by RAPL zone
-HOST_WATTS = {
-    "intel-rapl:0": 182.0,
-    "intel-rapl:0:0": 120.0,
-    "intel-rapl:0:1": 31.0,
-    "intel-rapl:0:2": 24.0,
-    "intel-rapl:1": 156.0,
-    "intel-rapl:1:0": 21.0,
-    "intel-rapl:2": 420.0,
-}
-# a GPU process's host side: 2 ms of CPU every 100 ms
-WORKLOAD = (
-    "import time\n"
-    "while True:\n"
-    "    t = time.process_time()\n"
-    "    while time.process_time() - t < 0.002:\n"
-    "        pass\n"
-    "    time.sleep(0.1)\n"
-)
-
+sys.path.insert(0, str(ROOT / "demo"))
+from host_node import Node  # noqa: E402
 
 SCENARIO = {
     "seed": 5,
@@ -328,20 +307,8 @@ class Stack:
         self.peers = Peers()
         self.files: dict[str, Path] = {}  # written by start(), once the workloads' pids exist
         self.processes: list[subprocess.Popen[bytes]] = []
-        self.workloads: list[subprocess.Popen[bytes]] = []
-        self.powercap = FakePowercap(tmp / "powercap", INTEL_2S)
+        self.node = Node(tmp / "powercap")
         self._runner: web.AppRunner | None = None
-        self._host: asyncio.Task[None] | None = None
-
-    async def _draw_host_power(self) -> None:
-        """Advance the RAPL counters as the simulated host draws HOST_WATTS."""
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.25)
-            now = time.monotonic()
-            for zone, watts in HOST_WATTS.items():
-                self.powercap.advance(zone, watts * (now - last))
-            last = now
 
     def _start(self, *cmd: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GREENOPS_")}
@@ -355,11 +322,8 @@ class Stack:
         self._runner = web.AppRunner(self.peers.app())
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.ports["peers"]).start()
-        self._host = asyncio.create_task(self._draw_host_power())
-        self.workloads = [
-            subprocess.Popen([sys.executable, "-c", WORKLOAD]) for _ in range(process_count())
-        ]
-        self.files = write_configs(self.tmp, self.ports, [w.pid for w in self.workloads])
+        pids = self.node.start(process_count())
+        self.files = write_configs(self.tmp, self.ports, pids)
         p, files, tmp = self.ports, self.files, self.tmp
         self._start(
             sys.executable, "-m", "greenops_exporter", "serve", "--config", str(files["exporter"])
@@ -379,11 +343,10 @@ class Stack:
         )
 
     async def stop(self) -> None:
-        if self._host is not None:
-            self._host.cancel()
-        for process in self.processes + self.workloads:
+        self.node.stop()
+        for process in self.processes:
             process.terminate()
-        for process in self.processes + self.workloads:
+        for process in self.processes:
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:

@@ -1,5 +1,6 @@
-"""`measure`'s files for CI: a row in CodeCarbon's emissions.csv format, and a markdown table
-to comment on a pull request. Both are made from the `measure --json` contract.
+"""`measure`'s files for CI: CodeCarbon's emissions.csv row and a pull-request table.
+
+Both are made from the `measure --json` contract.
 
 Columns are CodeCarbon's, in its order and units (duration s, emissions kg CO2e,
 emissions_rate kg/s, powers W, energies kWh), so scripts and dashboards built for its file

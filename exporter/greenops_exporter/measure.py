@@ -1,5 +1,7 @@
-"""`measure`: run one command while collecting, and report the energy, carbon and cost of
-the GPUs it used and, at CodeCarbon's scope, of the node's CPU packages and DRAM over its run.
+"""`measure`: the energy, carbon and cost of one command's run, GPU, CPU and DRAM.
+
+It runs the command while collecting and reports the GPUs it used and, at CodeCarbon's
+scope, the node's CPU packages and DRAM over the run.
 
 Each part says where its number comes from (the GPU's energy source; `counter` or
 `estimate` for the host; `unavailable` when nothing measures it), so a part that could not

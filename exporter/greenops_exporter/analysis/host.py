@@ -1,5 +1,7 @@
-"""Host energy, pure: RAPL counter increases (wrap-around included), an opt-in CPU estimate,
-and the split of each interval's energy among processes by their CPU time in it.
+"""Host energy, pure: RAPL counter increases, an opt-in CPU estimate, the split by CPU time.
+
+Counter increases survive wrap-around; each interval's energy is split among processes by
+their CPU time in it.
 
 The model, and its limits (also in the README):
 - A zone's energy over an interval is its `energy_uj` increase; the counter wraps at

@@ -1,5 +1,7 @@
-"""Host energy in the collection: find the RAPL zones once, read them with the GPU processes'
-CPU time each cycle (in a worker thread), and keep the accounts a Snapshot shows.
+"""Host energy in the collection: RAPL zones and CPU times read each cycle, host accounts kept.
+
+The zones are found once; each cycle they are read with the GPU processes' CPU time in a
+worker thread, and the accounts a Snapshot shows are kept here.
 
 What cannot be read is said once in the log, listed as unsupported and left out; a zone
 whose read fails later is marked down, counted and logged on each change of state, and the

@@ -1,5 +1,6 @@
-"""Names, HELP and labels of the host's energy: RAPL zones (CPU packages, DRAM) and their
-split among GPU processes and pods. Per node: hostname, no GPU labels."""
+"""Names, HELP and labels of the host's energy: RAPL zones and their split among processes.
+
+Per node: hostname, no GPU labels."""
 
 from __future__ import annotations
 

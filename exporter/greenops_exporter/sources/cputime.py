@@ -1,5 +1,7 @@
-"""CPU time as the kernel counts it: the machine's busy and total time (/proc/stat) and each
-watched process's own time (/proc/<pid>/stat), read through psutil.
+"""CPU time as the kernel counts it, for the machine and for each watched process.
+
+The machine's busy and total time come from /proc/stat, a process's own time from
+/proc/<pid>/stat, both read through psutil.
 
 Blocking reads: the collection calls this from its worker threads. psutil honours
 `psutil.PROCFS_PATH`, which `kubernetes.proc_root` points at the node's /proc.
