@@ -29,12 +29,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "exporter"))
 
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from greenops_exporter.backends import choose_backend  # noqa: E402
 from greenops_exporter.backends.sim import Scenario, SimBackend  # noqa: E402
 from greenops_exporter.collect import Collector, CollectSettings  # noqa: E402
-from greenops_exporter.metrics import SnapshotCollector  # noqa: E402
+from greenops_exporter.metrics import Exposition  # noqa: E402
 
 
 class Row(NamedTuple):
@@ -113,11 +112,10 @@ def cpu_per_cycle(
         cpu = (time.process_time() - cpu0) / cycles
         wall = (time.perf_counter() - wall0) / cycles
         devices = len(collector.snapshot.devices)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(SnapshotCollector(lambda: collector.snapshot, "bench-host"))
+        exposition = Exposition("bench-host")
         started = time.perf_counter()
         for _ in range(50):
-            generate_latest(registry)
+            exposition.encode(collector.snapshot)
         encode = (time.perf_counter() - started) / 50
         await collector.close()
         return cpu, wall, devices, encode

@@ -15,14 +15,13 @@ import time
 from pathlib import Path
 
 import psutil
-from prometheus_client import CollectorRegistry, generate_latest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "exporter"))
 
 from greenops_exporter.backends.sim import Scenario, SimBackend  # noqa: E402
 from greenops_exporter.collect import Collector, CollectSettings  # noqa: E402
-from greenops_exporter.metrics import SnapshotCollector  # noqa: E402
+from greenops_exporter.metrics import Exposition  # noqa: E402
 
 
 def main() -> None:
@@ -57,8 +56,7 @@ def main() -> None:
     collector = Collector(
         backend, CollectSettings(identity_expire_seconds=60.0), monotonic=lambda: now[0]
     )
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: collector.snapshot, "soak"))
+    exposition = Exposition("soak")
     me = psutil.Process()
     every = max(args.cycles // args.points, 1)
     print(
@@ -75,7 +73,7 @@ def main() -> None:
             if cycle % every == 0 or cycle == 1:
                 series = sum(
                     1
-                    for line in generate_latest(registry).decode().splitlines()
+                    for line in exposition.encode(collector.snapshot).decode().splitlines()
                     if line and not line.startswith("#")
                 )
                 seen = min(cycle // 10 * processes + processes, args.identities)

@@ -20,7 +20,7 @@ from .analysis.bottleneck import BottleneckClass
 from .analysis.carbon import greenest_window, operational_grams
 from .backends.base import Backend
 from .collect import Collector, CollectSettings, DeviceSnapshot, Snapshot
-from .offline import UsageError
+from .errors import UsageError
 from .sources.carbon_intensity import STATIC, CarbonChain, CarbonReading
 
 # UK government GHG conversion factors: an average car of unknown fuel, about 0.17 kgCO2e/km

@@ -18,11 +18,8 @@ from .backends.base import Backend
 from .backends.replay import load_recording, sample_from_reading
 from .collect import Collector, CollectSettings
 from .config import AnalysisConfig, EmbodiedConfig
+from .errors import UsageError
 from .gpu_models import model_by_name
-
-
-class UsageError(Exception):
-    """A command line that cannot be run; the message says why."""
 
 
 def parse_window(text: str) -> tuple[float, float, float | None]:

@@ -1,47 +1,26 @@
 """The HTTP face: /metrics, /healthz, /readyz and a landing page.
 
 Nothing here reads a GPU: handlers look only at the collection loop's last Snapshot.
-/metrics is encoded by client_python (content negotiation: Prometheus text or OpenMetrics;
-aiohttp compresses when the scraper accepts gzip), and the encoded bytes are kept until the
-next Snapshot. The Snapshot changes once per collection cycle, so encoding it again for
-every scraper would only repeat work (6 ms for 630 series on a small CPU); the text format
-is encoded right after each cycle, in a worker thread, so that a scrape is a copy of bytes.
+/metrics is encoded when someone asks, once per Snapshot and format, in a worker thread
+(never on the event loop); scrapers that arrive meanwhile share that one encoding, and a
+cycle nobody scrapes costs no encoding at all. aiohttp compresses when the scraper
+accepts gzip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import hdrs, web
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
 
 from . import __version__
 from .collect import Snapshot
+from .metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from .status_page import EnergyToday, render_status
 
 SnapshotSource = Callable[[], Snapshot]
-
-
-class _Selection(Collector):
-    """The registry's families whose name (or one of whose sample names) was asked for.
-
-    client_python's restricted_registry relies on describe(), which a Snapshot-driven
-    collector cannot answer ahead of the data, so the selection is made on collect.
-    """
-
-    def __init__(self, registry: CollectorRegistry, names: set[str]) -> None:
-        self._registry = registry
-        self._names = names
-
-    def collect(self) -> Iterator[Metric]:
-        for family in self._registry.collect():
-            if family.name in self._names or any(s.name in self._names for s in family.samples):
-                yield family
 
 
 Middleware = Callable[
@@ -70,45 +49,44 @@ def concurrency_limit(limit: int) -> Middleware:
 
 
 class ExpositionCache:
-    """Encoded /metrics bodies for the current Snapshot, one per exposition format.
+    """Encoded /metrics bodies of the current Snapshot, one per exposition format.
 
-    The text format is encoded in a worker thread right after each cycle (`prepare`). A
-    scrape that lands while that runs gets the previous cycle's bytes (at most one interval
-    old) rather than encoding on the event loop; a scrape of a Snapshot that nobody
-    prepared encodes it once and keeps the bytes.
+    The first scrape of a new Snapshot starts its encoding in a worker thread; every scrape
+    of that Snapshot and format, the first included, awaits that one encoding. A failed
+    encoding is not kept: the next scrape tries again.
     """
 
-    def __init__(self, registry: CollectorRegistry, snapshot: SnapshotSource) -> None:
-        self._registry = registry
+    def __init__(self, exposition: Exposition, snapshot: SnapshotSource) -> None:
+        self._exposition = exposition
         self._snapshot = snapshot
-        self._encoded: tuple[Snapshot | None, dict[str, bytes]] = (None, {})
-        self._preparing = False
+        self._encoded_for: Snapshot | None = None
+        self._bodies: dict[bool, asyncio.Future[bytes]] = {}
+        self.encodings = 0  # how many times a body was encoded (the benchmark reads it)
 
-    async def prepare(self, snapshot: Snapshot) -> None:
-        """Encode the text format for a new Snapshot before anyone asks for it."""
-        encoder, content_type = choose_encoder("")
-        self._preparing = True
-        try:
-            body = await asyncio.get_running_loop().run_in_executor(None, encoder, self._registry)
-        finally:
-            self._preparing = False
-        self._encoded = (snapshot, {content_type: body})
-
-    def render(self, accept: str, names: list[str]) -> tuple[bytes, str]:
-        encoder, content_type = choose_encoder(accept)
-        if names:  # ?name[]=... selects families: rare, never cached
-            return encoder(_Selection(self._registry, set(names))), content_type
+    async def render(self, accept: str, names: list[str]) -> tuple[bytes, str]:
+        openmetrics = "application/openmetrics-text" in accept
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        loop = asyncio.get_running_loop()
         current = self._snapshot()
-        encoded_for, bodies = self._encoded
-        body = bodies.get(content_type)
-        if body is not None and (encoded_for is current or self._preparing):
+        if names:  # ?name[]=... selects families: rare, never cached
+            self.encodings += 1
+            body = await loop.run_in_executor(
+                None, self._exposition.encode, current, openmetrics, names
+            )
             return body, content_type
-        body = encoder(self._registry)
-        if encoded_for is current:
-            bodies[content_type] = body
-        else:
-            self._encoded = (current, {content_type: body})
-        return body, content_type
+        if current is not self._encoded_for:
+            self._encoded_for, self._bodies = current, {}
+        pending = self._bodies.get(openmetrics)
+        if pending is None:
+            self.encodings += 1
+            pending = loop.run_in_executor(None, self._exposition.encode, current, openmetrics)
+            self._bodies[openmetrics] = pending
+        try:
+            return await asyncio.shield(pending), content_type
+        except Exception:
+            if self._bodies.get(openmetrics) is pending:
+                del self._bodies[openmetrics]
+            raise
 
 
 def make_app(
@@ -140,7 +118,7 @@ def make_app(
 
     async def metrics(request: web.Request) -> web.Response:
         accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
-        body, content_type = cache.render(accept, request.query.getall("name[]", []))
+        body, content_type = await cache.render(accept, request.query.getall("name[]", []))
         response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
         response.enable_compression()
         return response

@@ -14,7 +14,8 @@ from greenops_exporter import metrics
 from greenops_exporter.backends.nvml import NvmlBackend
 from greenops_exporter.backends.sim import load_scenario
 from greenops_exporter.collect import Collector, Snapshot
-from greenops_exporter.metrics import ALL_METRICS, SnapshotCollector
+from greenops_exporter.metrics import ALL_METRICS, Exposition, SnapshotCollector
+from greenops_exporter.metrics import families as families_module
 from helpers import run_sim
 
 UNIT_SUFFIXES = (
@@ -41,10 +42,68 @@ UNIT_SUFFIXES = (
 
 
 def render(snap: Snapshot, hostname: str | None = "node-a", enabled=metrics.COLLECTOR_NAMES):
-    registry = CollectorRegistry()
-    registry.register(SnapshotCollector(lambda: snap, hostname, enabled))
-    text = generate_latest(registry).decode()
+    """Through the exporter's own encoder, parsed back by client_python's parser."""
+    text = Exposition(hostname, enabled).encode(snap).decode()
     return text, {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _parsed(families) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        f.name: (
+            f.type,
+            f.documentation,
+            sorted((s.name, sorted(s.labels.items()), s.value) for s in f.samples),
+        )
+        for f in families
+    }
+
+
+def test_fast_encoder_writes_what_client_python_writes() -> None:
+    """Text and OpenMetrics, with label values that need escaping (quotes, backslashes,
+    newlines): the same families, HELP, types, labels and values as client_python's."""
+    from dataclasses import replace
+
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as om_families,
+    )
+
+    snap = sim_snapshot()
+    device = snap.devices[0]
+    odd = replace(device.info, name='GPU "x"\\ \nnext', driver_version="5\\8")
+    snap = replace(snap, devices=(replace(device, info=odd), *snap.devices[1:]))
+    exposition = Exposition("node-a")
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: snap, "node-a"))
+    ours = exposition.encode(snap).decode()
+    theirs = generate_latest(registry).decode()
+    strip = {"greenops_scrape_collector_duration_seconds"}  # timings differ per render
+    a = {k: v for k, v in _parsed(text_string_to_metric_families(ours)).items() if k not in strip}
+    b = {k: v for k, v in _parsed(text_string_to_metric_families(theirs)).items() if k not in strip}
+    assert a == b and len(a) > 40
+    assert any('GPU "x"' in str(v) for v in a["greenops_gpu_info"][2])
+    ours_om = exposition.encode(snap, openmetrics=True).decode()
+    theirs_om = om_latest(registry).decode()
+    a = {k: v for k, v in _parsed(om_families(ours_om)).items() if k not in strip}
+    b = {k: v for k, v in _parsed(om_families(theirs_om)).items() if k not in strip}
+    assert a == b and len(a) > 40
+
+
+def test_series_prefixes_of_gone_series_are_forgotten() -> None:
+    snap = sim_snapshot()
+    exposition = Exposition("node-a")
+    exposition.encode(snap)
+    full = len(exposition._prefixes)
+    exposition.encode(snap, names=["greenops_gpu_power_watts"])
+    assert len(exposition._prefixes) == full  # a filtered scrape forgets nothing
+    exposition.encode(replace_devices(snap, snap.devices[:1]))
+    assert 0 < len(exposition._prefixes) < full
+
+
+def replace_devices(snap: Snapshot, devices: tuple) -> Snapshot:  # type: ignore[type-arg]
+    from dataclasses import replace
+
+    return replace(snap, devices=devices)
 
 
 def sim_snapshot(cycles: int = 2) -> Snapshot:
@@ -134,7 +193,7 @@ def test_a_failing_collector_does_not_fail_the_scrape(monkeypatch: pytest.Monkey
     def broken(out: object, snap: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(metrics._RENDERERS, "gpm", broken)
+    monkeypatch.setitem(families_module._RENDERERS, "gpm", broken)
     _, families = render(sim_snapshot())
     success = {
         s.labels["collector"]: s.value

@@ -7,12 +7,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from greenops_exporter.backends.sim import SimBackend, load_scenario
 from greenops_exporter.collect import Collector
-from greenops_exporter.metrics import SnapshotCollector
+from greenops_exporter.metrics import Exposition
 from greenops_exporter.server import ExpositionCache, make_app
 
 
@@ -27,9 +26,7 @@ class Clock:
 def serve(test: Callable[[str, Collector, ExpositionCache, Clock], Awaitable[None]]) -> None:
     clock = Clock()
     collector = Collector(SimBackend(load_scenario(None), clock=clock), monotonic=clock)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: collector.snapshot, "h"))
-    cache = ExpositionCache(registry, lambda: collector.snapshot)
+    cache = ExpositionCache(Exposition("h"), lambda: collector.snapshot)
     app = make_app(cache, lambda: collector.snapshot, 1.0, monotonic=clock)
 
     async def go() -> None:
@@ -60,13 +57,13 @@ def test_one_encoding_per_snapshot() -> None:
     async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
         async with ClientSession() as http:
             clock.now += 1
-            snap = await collector.collect_once()
-            await cache.prepare(snap)
+            await collector.collect_once()
             bodies = []
             for _ in range(3):
                 async with http.get(base + "/metrics") as r:
                     bodies.append(await r.read())
             assert bodies[0] == bodies[1] == bodies[2]
+            assert cache.encodings == 1
             clock.now += 1
             await collector.collect_once()
             async with http.get(base + "/metrics") as r:
@@ -123,19 +120,40 @@ def test_only_get_on_known_paths() -> None:
     serve(test)
 
 
-def test_a_scrape_during_encoding_gets_the_previous_bytes() -> None:
+def test_no_encoding_for_cycles_nobody_scrapes() -> None:
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        for _ in range(5):
+            clock.now += 1
+            await collector.collect_once()
+        assert cache.encodings == 0
+        async with ClientSession() as http, http.get(base + "/metrics") as r:
+            text = await r.text()
+        assert cache.encodings == 1
+        cycles = {f.name: f.samples[0].value for f in text_string_to_metric_families(text)}
+        assert cycles["greenops_collection_cycles"] == 5  # the first scrape sees the newest
+
+    serve(test)
+
+
+def test_concurrent_scrapes_share_one_encoding_per_format() -> None:
     async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
         clock.now += 1
-        await cache.prepare(await collector.collect_once())
-        before, _ = cache.render("", [])
-        clock.now += 1
         await collector.collect_once()
-        cache._preparing = True  # the worker thread is encoding the new snapshot
-        during, _ = cache.render("", [])
-        assert during == before  # served at once, one cycle old, not encoded on the loop
-        cache._preparing = False
-        after, _ = cache.render("", [])
-        assert after != before
+        openmetrics = {"Accept": "application/openmetrics-text; version=1.0.0"}
+        async with ClientSession() as http:
+
+            async def scrape(headers: dict[str, str]) -> tuple[str, bytes]:
+                async with http.get(base + "/metrics", headers=headers) as r:
+                    return r.headers["Content-Type"], await r.read()
+
+            results = await asyncio.gather(
+                *(scrape({}) for _ in range(4)), *(scrape(openmetrics) for _ in range(4))
+            )
+        text = {body for kind, body in results if kind.startswith("text/plain")}
+        om = {body for kind, body in results if kind.startswith("application/openmetrics")}
+        assert len(text) == 1 and len(om) == 1
+        assert next(iter(om)).endswith(b"# EOF\n")
+        assert cache.encodings == 2  # one per format, for eight scrapes
 
     serve(test)
 
@@ -165,8 +183,7 @@ def test_concurrency_is_bounded() -> None:
 
     clock = Clock()
     collector = Collector(SimBackend(load_scenario(None), clock=clock), monotonic=clock)
-    registry = CollectorRegistry(auto_describe=False)
-    cache = ExpositionCache(registry, lambda: collector.snapshot)
+    cache = ExpositionCache(Exposition(None), lambda: collector.snapshot)
     app = make_app(
         cache, lambda: collector.snapshot, 1.0, middlewares=[slow], max_concurrent_requests=2
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from .base import (
     BackendUnavailable,
     Capability,
@@ -48,7 +49,7 @@ _GPM_KEYS: dict[str, tuple[str, float]] = {
 }
 
 
-class RecordingError(ValueError):
+class RecordingError(UsageError, ValueError):
     """A recording that cannot be read; the message names the file and line."""
 
 

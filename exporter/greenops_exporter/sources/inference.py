@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -110,12 +111,15 @@ def parse_counts(text: str, spec: CounterSpec, default_model: str) -> Mapping[st
                     continue
                 if any(sample.labels.get(k) != v for k, v in spec.matchers.items()):
                     continue
+                value = float(sample.value)
+                if not math.isfinite(value):  # a NaN or infinite count is no count at all
+                    continue
                 seen.add(kind)
                 model = default_model
                 if spec.model_label:
                     model = sample.labels.get(spec.model_label, default_model)
                 per_model = totals.setdefault(model, {})
-                per_model[kind] = per_model.get(kind, 0.0) + float(sample.value)
+                per_model[kind] = per_model.get(kind, 0.0) + value
     except (ValueError, TypeError, IndexError) as exc:
         raise SourceError(f"not Prometheus text: {exc}") from exc
     if "requests" not in seen:

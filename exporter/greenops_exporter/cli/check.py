@@ -1,0 +1,120 @@
+"""`check`: the backend chosen and why, each device, its capabilities and two reads."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from ..backends.base import Capability
+from ..collect import Collector, Snapshot
+from ..config import Config
+from .wiring import backend_from, settings_from
+
+
+async def _two_cycles(collector: Collector) -> Snapshot:
+    """Two reads a moment apart: GPM values exist only as a difference of two samples."""
+    await collector.collect_once()
+    await asyncio.sleep(0.3)
+    snap = await collector.collect_once()
+    await collector.close()
+    return snap
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value * scale:.{digits}f}{unit}"
+
+
+def check(config: Config) -> int:
+    backend, reason = backend_from(config)
+    # read every expensive value on both cycles: check is about what the GPU can report
+    settings = replace(settings_from(config), energy_anchor_seconds=0.0)
+    snap = asyncio.run(_two_cycles(Collector(backend, settings, reason)))
+    print(f"backend: {snap.backend} ({reason})")
+    if not snap.backend_up:
+        print("backend unavailable: no device can be read")
+        return 1
+    if not snap.devices:
+        print("no device found")
+        return 1
+    for d in snap.devices:
+        info = d.info
+        print(f"\nGPU {info.index}: {info.name}  {info.uuid}  bus {info.pci_bus_id}")
+        print(
+            f"  architecture {info.architecture}, driver {info.driver_version}, "
+            f"memory {info.memory_total_bytes / 2**30:.1f} GiB, "
+            f"power limit {_fmt(info.power_limit_watts, unit=' W')}, "
+            f"MIG {'on' if info.mig_enabled else 'off'}"
+        )
+        supported = [c.value for c in Capability if info.supports(c)]
+        missing = [c.value for c in Capability if not info.supports(c)]
+        print(f"  supported:   {', '.join(supported)}")
+        print(f"  unsupported: {', '.join(missing) or '-'}")
+        r = d.reading
+        if r is None or not d.up:
+            print(f"  read failed: {d.stale_reason}")
+            continue
+        g = r.gpm
+        rows = [
+            ("power (average)", _fmt(r.power_watts, unit=" W")),
+            ("power (instant)", _fmt(r.power_instant_watts, unit=" W")),
+            ("energy counter", _fmt(r.energy_counter_joules, unit=" J")),
+            (
+                "utilization gpu/mem",
+                f"{_fmt(r.utilization_gpu, 100, 0)} % / {_fmt(r.utilization_memory, 100, 0)} %",
+            ),
+            (
+                "memory used",
+                f"{_fmt(r.memory_used_bytes, 2**-30, 2)} GiB of "
+                f"{_fmt(r.memory_total_bytes, 2**-30, 2)} GiB",
+            ),
+            ("temperature", _fmt(r.temperature_celsius, unit=" C", digits=0)),
+            (
+                "clocks sm/mem",
+                f"{_fmt(r.sm_clock_hertz, 1e-6, 0)} / {_fmt(r.memory_clock_hertz, 1e-6, 0)} MHz",
+            ),
+            ("P-state", f"P{r.pstate}" if r.pstate is not None else "-"),
+            (
+                "clock event reasons",
+                hex(r.clock_event_reasons) if r.clock_event_reasons is not None else "-",
+            ),
+            ("PCIe tx/rx bytes", f"{r.pcie_tx_bytes} / {r.pcie_rx_bytes}"),
+            (
+                "SM active / occupancy",
+                "-" if g is None else f"{_fmt(g.sm_active, 100)} % / {_fmt(g.sm_occupancy, 100)} %",
+            ),
+            (
+                "tensor / DRAM active",
+                "-"
+                if g is None
+                else f"{_fmt(g.tensor_active, 100)} % / {_fmt(g.dram_active, 100)} %",
+            ),
+            (
+                "processes",
+                ", ".join(
+                    f"{p.pid} {p.command} {_fmt(p.used_memory_bytes, 2**-30, 2)} GiB"
+                    for p in r.processes
+                )
+                or "-",
+            ),
+            (
+                "MIG devices",
+                ", ".join(f"GI {m.gpu_instance_id} {m.profile}" for m in r.mig_devices) or "-",
+            ),
+            ("read time", _fmt(d.read_seconds, 1000, 2, " ms")),
+            (
+                "bottleneck",
+                f"{d.waste.bottleneck} ({d.waste.signals} signals)" if d.waste.bottleneck else "-",
+            ),
+            (
+                "MIG right-size",
+                f"{d.waste.right_size.profile} (frees {d.waste.right_size.freed_ratio:.0%})"
+                if d.waste.right_size
+                else "-",
+            ),
+            ("recommendation", d.waste.advice.text if d.waste.advice else "-"),
+        ]
+        for label, value in rows:
+            print(f"  {label:<22} {value}")
+    return 0

@@ -1,0 +1,270 @@
+"""The command line: flags, config loading and dispatch. Exit 2 on a config error, naming the key.
+
+Each command imports what it needs when it runs: `regions` never loads NVML, aiohttp's
+server or gRPC, and `serve` loads the kubelet client only when pod-resources is on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import (
+    AnalysisConfig,
+    CollectorsConfig,
+    Config,
+    ConfigError,
+    dotted_overrides,
+    effective_yaml,
+    load_config,
+)
+from ..errors import UsageError
+
+COLLECTOR_NAMES = tuple(CollectorsConfig.model_fields)
+
+log = logging.getLogger("greenops_exporter")
+
+COMMANDS = (
+    "serve",
+    "check",
+    "analyze",
+    "record",
+    "measure",
+    "greenest-window",
+    "carbon-gate",
+    "regions",
+)
+
+# flag dest -> config key path
+FLAG_KEYS = {
+    "listen_address": "server.listen_address",
+    "web_config_file": "server.web_config_file",
+    "backend": "backend.kind",
+    "scenario": "backend.sim.scenario",
+    "seed": "backend.sim.seed",
+    "replay": "backend.replay.files",
+    "replay_speed": "backend.replay.speed",
+    "replay_loop": "backend.replay.loop",
+    "collect_interval": "collect.interval_seconds",
+    "device_timeout": "collect.device_timeout_seconds",
+    "energy_anchor_interval": "collect.energy_anchor_seconds",
+    "process_utilization": "collect.process_utilization",
+    "hostname_label": "labels.hostname",
+    "hostname": "labels.hostname_value",
+    "log_level": "log_level",
+}
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("configuration (flags override GREENOPS_* and the file)")
+    g.add_argument("--config", type=Path, help="YAML config file")
+    g.add_argument("--print-config", action="store_true", help="print the effective config")
+    g.add_argument("--listen-address", help="HOST:PORT or :PORT (default :9479)")
+    g.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit format",
+    )
+    g.add_argument("--backend", choices=["auto", "nvml", "sim", "replay"])
+    g.add_argument("--scenario", type=Path, help="sim scenario YAML (default: embedded demo)")
+    g.add_argument("--seed", type=int, help="sim random seed (default: the scenario's)")
+    g.add_argument("--replay", type=Path, nargs="+", metavar="FILE", help="recordings to replay")
+    g.add_argument("--replay-speed", type=float, help="replay speed factor (default 1)")
+    g.add_argument(
+        "--replay-loop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="loop recordings (default) or hold the last sample",
+    )
+    g.add_argument("--collect-interval", type=float, metavar="SECONDS")
+    g.add_argument("--device-timeout", type=float, metavar="SECONDS")
+    g.add_argument("--energy-anchor-interval", type=float, metavar="SECONDS")
+    g.add_argument("--process-utilization", choices=["when_shared", "always", "never"])
+    g.add_argument(
+        "--hostname-label",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add a hostname label to every GPU series (default on)",
+    )
+    g.add_argument("--hostname", help="hostname label value (default $NODE_NAME or hostname)")
+    g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    for name in COLLECTOR_NAMES:
+        g.add_argument(
+            f"--collector.{name}",
+            dest=f"collector_{name}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"render the {name} metrics (default on)",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenops-exporter",
+        description="GPU energy and efficiency exporter for Prometheus.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="collect and serve /metrics (the default)")
+    _config_flags(serve)
+    check = sub.add_parser("check", help="show the backend, devices, capabilities, one read")
+    _config_flags(check)
+    rec = sub.add_parser("record", help="write live readings to a recording (fixtures format)")
+    rec.add_argument("--duration", type=float, required=True, metavar="SECONDS")
+    rec.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output file; with several GPUs a name with {gpu} (trace_{gpu}.jsonl)",
+    )
+    _config_flags(rec)
+    meas = sub.add_parser("measure", help="the energy and carbon of one command")
+    meas.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
+    _config_flags(meas)
+    meas.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    green = sub.add_parser("greenest-window", help="when to start deferrable work")
+    green.add_argument("--duration", default="4h", help="length of the job (4h, 90m, …)")
+    green.add_argument("--within", default="24h", help="how far ahead it may start")
+    green.add_argument("--zone", help="carbon zone (default: carbon.zone)")
+    _config_flags(green)
+    gate = sub.add_parser("carbon-gate", help="exit 0 when the grid is green enough, else 3")
+    gate.add_argument("--max-intensity", type=float, required=True, metavar="G_PER_KWH")
+    gate.add_argument("--zone", help="carbon zone (default: carbon.zone)")
+    _config_flags(gate)
+    reg = sub.add_parser("regions", help="one job's carbon in each candidate region")
+    reg.add_argument("--energy-kwh", type=float, required=True)
+    reg.add_argument("--regions", help="comma-separated zones (default: all in the table)")
+    reg.add_argument("--pue", type=float, default=None, help="default: carbon.pue")
+    _config_flags(reg)
+    analyze = sub.add_parser("analyze", help="energy of windows of a recording, offline")
+    analyze.add_argument("recording", type=Path)
+    analyze.add_argument(
+        "--window",
+        action="append",
+        default=[],
+        metavar="START:END[:OPS]",
+        help="a window in the recording's t seconds, with the operations done in it "
+        "(START:END[:OPS], repeatable; default: all of it)",
+    )
+    analyze.add_argument("--json", action="store_true", help="print JSON")
+    analyze.add_argument("--config", type=Path, help="YAML config (its analysis section)")
+    analyze.add_argument("--intensity", type=float, metavar="G_PER_KWH", help="grid intensity")
+    analyze.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    flags: dict[str, Any] = {key: getattr(args, dest, None) for dest, key in FLAG_KEYS.items()}
+    for name in COLLECTOR_NAMES:
+        flags[f"collectors.{name}"] = getattr(args, f"collector_{name}", None)
+    if flags.get("backend.replay.files"):
+        flags["backend.replay.files"] = [str(p) for p in flags["backend.replay.files"]]
+    for key in ("backend.sim.scenario", "server.web_config_file"):
+        if flags.get(key) is not None:
+            flags[key] = str(flags[key])
+    return load_config(args.config, overrides=dotted_overrides(flags))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (
+        args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "serve")
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "analyze":
+            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+            analysis = load_config(args.config).analysis if args.config else AnalysisConfig()
+            if (args.intensity is not None and args.intensity < 0) or args.pue < 1:
+                raise UsageError("--intensity must be >= 0 and --pue >= 1")
+            from ..offline import analyze
+
+            return analyze(
+                args.recording, args.window, args.json, analysis, args.intensity, args.pue
+            )
+        config = config_from_args(args)
+        logging.basicConfig(
+            level=config.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if args.print_config:
+            print(effective_yaml(config), end="")
+            return 0
+        if args.command == "check":
+            from .check import check
+
+            return check(config)
+        if args.command in ("greenest-window", "carbon-gate", "regions", "measure"):
+            return _carbon_command(args, config)
+        if args.command == "record":
+            from ..offline import record
+            from .wiring import backend_from, settings_from
+
+            if args.duration <= 0:
+                raise UsageError("--duration must be positive")
+            backend, reason = backend_from(config)
+            return asyncio.run(
+                record(backend, reason, settings_from(config), args.duration, args.out)
+            )
+        from .serve import serve
+
+        asyncio.run(serve(config, reload=lambda: config_from_args(args)))
+        return 0
+    except ConfigError as exc:
+        print(f"greenops-exporter: config error: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"greenops-exporter: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the listen address is taken
+        print(f"greenops-exporter: {exc}", file=sys.stderr)
+        return 1
+
+
+def _carbon_command(args: argparse.Namespace, config: Config) -> int:
+    from ..carbon_commands import carbon_gate, greenest, measure, parse_duration, regions, report
+    from .wiring import backend_from, carbon_from, settings_from
+
+    if args.command in ("greenest-window", "carbon-gate"):
+        if args.zone:
+            config.carbon.zone = args.zone
+            for source in config.carbon.sources:
+                if source.kind != "uk":
+                    source.zone = args.zone
+        chain = carbon_from(config)
+        if args.command == "carbon-gate":
+            return carbon_gate(chain, args.max_intensity)
+        return greenest(chain, parse_duration(args.duration), parse_duration(args.within))
+    if args.command == "regions":
+        if args.energy_kwh < 0:
+            raise UsageError("--energy-kwh must not be negative")
+        names = [n.strip() for n in args.regions.split(",")] if args.regions else None
+        return regions(args.energy_kwh, names, args.pue or config.carbon.pue)
+    if args.command == "measure":
+        command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not command:
+            raise UsageError("measure: give the command after --")
+        backend, reason = backend_from(config)
+        result = asyncio.run(
+            measure(
+                command,
+                backend,
+                reason,
+                settings_from(config),
+                carbon_from(config),
+                config.carbon.pue,
+            )
+        )
+        report(result, args.json)
+        return result.exit_code
+    raise AssertionError(args.command)

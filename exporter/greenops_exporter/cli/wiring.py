@@ -1,0 +1,166 @@
+"""From the config to the running parts: backend, collection settings, sources, carbon chain."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..analysis.footprint import FootprintSettings
+from ..analysis.inference import InferenceAccount
+from ..backends import choose_backend
+from ..backends.base import Backend, DeviceInfo
+from ..backends.sim import ScenarioError
+from ..collect import CollectSettings, InferenceBinding
+from ..config import Config, ConfigError, secret
+from ..gpu_models import model_by_name
+from ..sources.base import PolledSource
+from ..sources.carbon_intensity import (
+    CarbonApi,
+    CarbonAwareSdk,
+    CarbonChain,
+    ElectricityMaps,
+    UkCarbonIntensity,
+    WattTime,
+)
+from ..sources.cgroups import CgroupReader
+from ..sources.inference import KINDS, CounterSpec, InferenceSource
+
+if TYPE_CHECKING:
+    from ..sources.kubelet import ProcessIdentifier
+
+
+def hostname_label(config: Config) -> str | None:
+    if not config.labels.hostname:
+        return None
+    return config.labels.hostname_value or os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+def settings_from(config: Config) -> CollectSettings:
+    c = config.collect
+    return CollectSettings(
+        interval_seconds=c.interval_seconds,
+        device_timeout_seconds=c.timeout,
+        energy_anchor_seconds=c.energy_anchor_seconds,
+        process_utilization=c.process_utilization,
+        backend_retry_seconds=c.backend_retry_seconds,
+        gpm=config.collectors.gpm,
+        processes=config.collectors.processes,
+        mig=config.collectors.mig,
+        thresholds=config.analysis.bottleneck,
+        waste=config.analysis.waste(),
+        identity_expire_seconds=config.analysis.identity_expire_seconds,
+        advice_window_seconds=config.analysis.advice_window_seconds,
+        footprint_for=footprint_resolver(config),
+        greenest_window_seconds=config.carbon.greenest_window_seconds,
+        greenest_within_seconds=config.carbon.greenest_within_seconds,
+    )
+
+
+def backend_from(config: Config) -> tuple[Backend, str]:
+    b = config.backend
+    try:
+        return choose_backend(
+            b.kind,
+            scenario=b.sim.scenario,
+            seed=b.sim.seed,
+            replay_files=b.replay.files,
+            replay_speed=b.replay.speed,
+            replay_loop=b.replay.loop,
+        )
+    except ScenarioError as exc:
+        raise ConfigError(f"backend.sim.scenario: {exc}") from exc
+
+
+def kubernetes_from(config: Config) -> tuple[ProcessIdentifier | None, list[PolledSource[Any]]]:
+    """The pod-resources source (when wanted) and the process identifier built on it."""
+    k = config.kubernetes
+    if k.proc_root != Path("/proc"):  # the node's /proc in a container: process names too
+        import psutil
+
+        psutil.PROCFS_PATH = str(k.proc_root)
+    kubelet = None
+    if k.pod_resources == "on" or (k.pod_resources == "auto" and k.pod_resources_socket.exists()):
+        from ..sources.kubelet import KubeletPodResources  # gRPC: 8 MiB, only when used
+
+        kubelet = KubeletPodResources(k.pod_resources_socket, k.poll_seconds, k.timeout_seconds)
+    cgroups = CgroupReader(k.proc_root) if k.cgroups else None
+    if kubelet is None and cgroups is None:
+        return None, []
+    from ..sources.kubelet import ProcessIdentifier
+
+    return ProcessIdentifier(kubelet, cgroups), [kubelet] if kubelet else []
+
+
+def carbon_from(config: Config) -> CarbonChain:
+    """The live carbon APIs in the configured order, then the static table."""
+    c = config.carbon
+    sources: list[CarbonApi] = []
+    for i, s in enumerate(c.sources):
+        where = f"carbon.sources.{i}"
+        kw = {"interval_seconds": s.interval_seconds, "timeout_seconds": s.timeout_seconds}
+        if s.kind == "electricitymaps":
+            token = secret(f"{where}.token", s.token, s.token_file, s.token_env)
+            if token is None:
+                raise ConfigError(
+                    f"{where}.token: electricitymaps needs a token (or token_file, token_env)"
+                )
+            sources.append(ElectricityMaps(s.url, s.zone or "", token, **kw))
+        elif s.kind == "watttime":
+            password = secret(f"{where}.password", s.password, s.password_file, s.password_env)
+            if password is None:
+                raise ConfigError(
+                    f"{where}.password: watttime needs a password (or password_file, password_env)"
+                )
+            sources.append(WattTime(s.url, s.zone or "", s.username or "", password, **kw))
+        elif s.kind == "uk":
+            sources.append(UkCarbonIntensity(s.url, s.region_id, **kw))
+        else:
+            sources.append(CarbonAwareSdk(s.url, s.zone or "", **kw))
+    return CarbonChain(sources, c.zone, c.intensity_grams_per_kwh, c.max_age_seconds)
+
+
+def footprint_resolver(config: Config) -> Callable[[DeviceInfo], FootprintSettings]:
+    """Per-GPU carbon and cost settings, looked up by model key, then NVML name, then default."""
+
+    def resolve(info: DeviceInfo) -> FootprintSettings:
+        model = model_by_name(info.name)
+        keys = [k for k in (model.key if model else None, info.name, "default") if k]
+        embodied = next(
+            (config.carbon.embodied[k] for k in keys if k in config.carbon.embodied), None
+        )
+        price = next(
+            (config.cost.gpu_hourly_price[k] for k in keys if k in config.cost.gpu_hourly_price),
+            0.0,
+        )
+        return FootprintSettings(
+            pue=config.carbon.pue,
+            embodied_kg=embodied.kg if embodied else 0.0,
+            lifetime_years=embodied.lifetime_years if embodied else 4.0,
+            energy_price_per_kwh=config.cost.energy_price_per_kwh,
+            rental_price_per_hour=price,
+            currency=config.cost.currency,
+        )
+
+    return resolve
+
+
+def inference_from(config: Config) -> list[InferenceBinding]:
+    bindings = []
+    for c in config.inference.sources:
+        spec = KINDS.get(c.kind) or CounterSpec(
+            requests=c.requests_metric or "",
+            prompt_tokens=c.prompt_tokens_metric,
+            generation_tokens=c.generation_tokens_metric,
+            model_label=c.model_label,
+            matchers=c.matchers,
+        )
+        source = InferenceSource(c.name, c.kind, c.url, spec, c.interval_seconds, c.timeout_seconds)
+        gpus = None if c.gpus == "auto" else frozenset(str(g) for g in c.gpus)
+        source.find_pids = gpus is None
+        bindings.append(
+            InferenceBinding(source, gpus, InferenceAccount(config.inference.window_seconds))
+        )
+    return bindings

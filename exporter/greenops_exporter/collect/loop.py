@@ -1,0 +1,304 @@
+"""The collection loop: read every device off the scrape path, publish an immutable Snapshot.
+
+Collection runs on its own clock rather than on scrape, deliberately: energy and
+class-time are integrals that need steady sampling whoever scrapes and how often; NVML
+reads are slow and sometimes hang; and several scrapers (an HA Prometheus pair) must see
+one consistent state. `/metrics` only renders the last Snapshot and never waits on NVML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from ..analysis.attribution import ExpiringTotals, PodKey
+from ..analysis.carbon import ForecastPoint, GreenestWindow, greenest_window
+from ..analysis.inference import InferenceAccount
+from ..backends.base import Backend, BackendUnavailable, DeviceReadError, Reading, ReadPlan
+from ..sources.base import PolledSource
+from ..sources.carbon_intensity import CarbonChain, CarbonReading
+from ..sources.inference import InferenceSource
+from .device import DeviceState, ProcessIdentifier
+from .settings import CollectSettings
+from .snapshot import InferenceSnapshot, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceBinding:
+    """An inference source, the GPUs whose energy it spends, and its account.
+
+    `gpus` holds GPU indices (as text) or UUIDs; None means: wherever the server's own
+    processes (`source.pids`) run, counting only their shares of each GPU's energy."""
+
+    source: InferenceSource
+    gpus: frozenset[str] | None
+    account: InferenceAccount
+
+
+class Collector:
+    """Owns the backend, one worker thread per device, and the current Snapshot."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        settings: CollectSettings | None = None,
+        backend_reason: str = "",
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        identify: ProcessIdentifier | None = None,
+        sources: Sequence[PolledSource[Any]] = (),
+        inference: Sequence[InferenceBinding] = (),
+        carbon: CarbonChain | None = None,
+    ) -> None:
+        self.carbon = carbon or CarbonChain([], "world")
+        self.backend = backend
+        self.identify = identify
+        self.inference = list(inference)
+        self.sources: list[PolledSource[Any]] = [
+            *sources,
+            *(b.source for b in self.inference),
+            *self.carbon.sources,
+        ]
+        self._intensity = CarbonReading(self.carbon.static)  # until the first cycle
+        self._greenest_for: tuple[ForecastPoint, ...] | None = None
+        self._greenest: GreenestWindow | None = None
+        self.settings = settings or CollectSettings()
+        self.backend_reason = backend_reason
+        self._wall = wall_clock
+        self._monotonic = monotonic
+        self._devices: list[DeviceState] = []
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._opened = False
+        self._next_open = 0.0
+        self._backend_errors: dict[str, int] = {}
+        self._cycles = 0
+        self._pods: ExpiringTotals[PodKey] = ExpiringTotals(self.settings.identity_expire_seconds)
+        self.snapshot = Snapshot(backend.name, backend_reason, backend_up=False)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Open the backend, or note why not and try again later (a driver may load late)."""
+        if self._monotonic() < self._next_open:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.run_in_executor(None, self.backend.open)
+        except BackendUnavailable as exc:
+            self._backend_errors["open"] = self._backend_errors.get("open", 0) + 1
+            if self._backend_errors["open"] == 1:
+                log.error(
+                    "backend %s unavailable (retrying every %.0f s): %s",
+                    self.backend.name,
+                    self.settings.backend_retry_seconds,
+                    exc,
+                )
+            self._next_open = self._monotonic() + self.settings.backend_retry_seconds
+            return
+        self._devices = [DeviceState.new(info, self.settings) for info in infos]
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(len(infos), 1) + 2, thread_name_prefix="greenops-read"
+        )
+        self._opened = True
+        if self._backend_errors.get("open"):
+            log.info("backend %s is available now", self.backend.name)
+        log.info("backend %s: %d device(s)", self.backend.name, len(infos))
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._opened:
+            await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
+        self._opened = False
+
+    # --- one cycle ------------------------------------------------------------------------
+
+    def _plan(self, state: DeviceState, now: float) -> ReadPlan:
+        s = self.settings
+        anchor = (
+            state.last_anchor is None
+            or not state.up
+            or now - state.last_anchor >= s.energy_anchor_seconds
+        )
+        return ReadPlan(
+            energy_counter=anchor,
+            process_utilization=s.process_utilization,
+            gpm=s.gpm,
+            processes=s.processes,
+            mig=s.mig,
+        )
+
+    def _timed_read(self, index: int, plan: ReadPlan) -> tuple[Reading, float]:
+        """Runs in a worker thread: the backend's calls and the /proc reads of `identify`."""
+        started = time.perf_counter()
+        reading = self.backend.read(index, plan)
+        if self.identify is not None and reading.processes:
+            info = self._devices[index].info
+            identify = self.identify
+            reading = replace(
+                reading, processes=tuple(identify(info, reading, p) for p in reading.processes)
+            )
+        return reading, time.perf_counter() - started
+
+    async def collect_once(self) -> Snapshot:
+        started = time.perf_counter()
+        self._intensity = self.carbon.current()  # one intensity in force for the whole cycle
+        if not self._opened:
+            await self._open()
+        if self._opened:
+            await self._read_all()
+            now = self._monotonic()
+            for state in self._devices:
+                for totals in (
+                    state.processes,
+                    state.pods,
+                    state.pod_operational,
+                    state.pod_embodied,
+                    state.pod_cost,
+                    state.pod_waste_cost,
+                ):
+                    totals.expire(now)
+            for binding in self.inference:
+                binding.account.add_energy(*self._binding_share(binding))
+                binding.account.observe(binding.source.value, now)
+        self._cycles += 1
+        self.snapshot = Snapshot(
+            backend=self.backend.name,
+            backend_reason=self.backend_reason,
+            backend_up=self._opened,
+            devices=tuple(d.snapshot() for d in self._devices),
+            backend_errors=MappingProxyType(dict(self._backend_errors)),
+            cycles_total=self._cycles,
+            cycle_seconds=time.perf_counter() - started,
+            cycle_unix=self._wall(),
+            sources=tuple(source.status() for source in self.sources),
+            intensity=self._intensity.now,
+            greenest=self._greenest_window(),
+            forecast_min_grams_per_kwh=min(
+                (p.grams_per_kwh for p in self.carbon.forecast()), default=None
+            ),
+            inference=tuple(
+                InferenceSnapshot(
+                    b.source.name,
+                    b.source.kind,
+                    b.account.energy_joules,
+                    tuple(b.account.efficiency()),
+                )
+                for b in self.inference
+            ),
+        )
+        return self.snapshot
+
+    def _greenest_window(self) -> GreenestWindow | None:
+        forecast = self.carbon.forecast()
+        if forecast != self._greenest_for:
+            self._greenest_for = forecast
+            self._greenest = greenest_window(
+                forecast,
+                datetime.fromtimestamp(self._wall(), UTC),
+                timedelta(seconds=self.settings.greenest_window_seconds),
+                timedelta(seconds=self.settings.greenest_within_seconds),
+            )
+        return self._greenest
+
+    def _binding_share(self, binding: InferenceBinding) -> tuple[float, float]:
+        """This cycle's joules and grams (operational + embodied) of an inference source."""
+        joules = grams = 0.0
+        pids = binding.source.pids
+        for state in self._devices:
+            if binding.gpus is not None and not (
+                {state.info.uuid, str(state.info.index)} & binding.gpus
+            ):
+                continue
+            if binding.gpus is None or pids:
+                part = sum(j for p, j in state.cycle_split if p.pid in pids)
+            else:
+                part = state.cycle_joules
+            joules += part
+            if state.cycle_footprint is not None and state.cycle_joules > 0:
+                grams += state.cycle_footprint.grams * part / state.cycle_joules
+        return joules, grams
+
+    async def _read_all(self) -> None:
+        assert self._executor is not None
+        now = self._monotonic()
+        for state in self._devices:
+            state.cycle_joules, state.cycle_split, state.cycle_footprint = 0.0, [], None
+        pending: dict[asyncio.Future[tuple[Reading, float]], DeviceState] = {}
+        for index, state in enumerate(self._devices):
+            if state.in_flight is not None and not state.in_flight.done():
+                # Still stuck in last cycle's read: never pile a second thread on it.
+                state.count("deadline")
+                state.mark_down("read still hanging past its deadline")
+                continue
+            plan = self._plan(state, now)
+            submitted = self._executor.submit(self._timed_read, index, plan)
+            state.in_flight = submitted
+            pending[asyncio.wrap_future(submitted)] = state
+            if plan.energy_counter:
+                state.last_anchor = now
+        if not pending:
+            return
+        done, not_done = await asyncio.wait(pending, timeout=self.settings.device_timeout_seconds)
+        for late in not_done:
+            state = pending[late]
+            state.count("deadline")
+            state.last_anchor = None
+            state.mark_down(f"read missed its {self.settings.device_timeout_seconds:g} s deadline")
+        for future in done:
+            state = pending[future]
+            state.in_flight = None
+            exc = future.exception()
+            if exc is None:
+                reading, seconds = future.result()
+                state.accept(
+                    reading,
+                    seconds,
+                    self._monotonic(),
+                    self._wall(),
+                    self._intensity.now.grams_per_kwh,
+                )
+            elif isinstance(exc, DeviceReadError):
+                state.count(exc.call)
+                state.last_anchor = None
+                state.mark_down(str(exc))
+            else:
+                state.count("unexpected")
+                state.last_anchor = None
+                state.mark_down(f"unexpected {type(exc).__name__}: {exc}")
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        after_cycle: Callable[[Snapshot], Awaitable[None]] | None = None,
+    ) -> None:
+        """Collect at a steady interval until `stop` is set; late cycles are skipped, not
+        bunched, so a slow read never makes the loop spin. `after_cycle` runs on each new
+        Snapshot (the server encodes /metrics there, off the scrape path)."""
+        loop = asyncio.get_running_loop()
+        interval = self.settings.interval_seconds
+        next_tick = loop.time()
+        while not stop.is_set():
+            try:
+                snapshot = await self.collect_once()
+                if after_cycle is not None:
+                    await after_cycle(snapshot)
+            except Exception:  # the loop must outlive any single bad cycle
+                log.exception("collection cycle failed")
+            next_tick += interval
+            if next_tick < loop.time():
+                next_tick = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(next_tick - loop.time(), 0))

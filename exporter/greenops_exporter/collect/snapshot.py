@@ -1,0 +1,109 @@
+"""What one collection cycle publishes: immutable values that /metrics and the status page read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ..analysis.attribution import PodKey, ProcessKey
+from ..analysis.bottleneck import BottleneckClass, Signals
+from ..analysis.carbon import GreenestWindow
+from ..analysis.energy import EnergySource
+from ..analysis.inference import ModelEfficiency
+from ..analysis.rightsizing import Advice, RightSize
+from ..backends.base import DeviceInfo, ProcessReading, Reading
+from ..sources.base import SourceStatus
+from ..sources.carbon_intensity import Intensity
+
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceSnapshot:
+    name: str
+    kind: str
+    energy_joules: float
+    models: tuple[ModelEfficiency, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Waste:
+    """A GPU's efficiency and waste accounts at one moment (immutable copies)."""
+
+    bottleneck: BottleneckClass | None = None
+    signals: Signals | None = None
+    class_seconds: Mapping[BottleneckClass, float] = field(default_factory=dict)
+    class_joules: Mapping[BottleneckClass, float] = field(default_factory=dict)
+    idle_joules_no_holder: float = 0.0
+    idle_joules_with_holder: float = 0.0
+    stranded: tuple[ProcessReading, ...] = ()
+    underutilization_ratio: float | None = None
+    pcie_tx_bytes_total: float = 0.0
+    pcie_rx_bytes_total: float = 0.0
+    right_size: RightSize | None = None
+    advice: Advice | None = None
+
+    @property
+    def stranded_bytes(self) -> int:
+        return sum(p.used_memory_bytes or 0 for p in self.stranded)
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """A GPU's carbon and cost accounts (grams, currency units)."""
+
+    operational_grams: float = 0.0
+    embodied_grams: float = 0.0
+    energy_cost: float = 0.0
+    rental_cost: float = 0.0
+    waste_cost: Mapping[BottleneckClass, float] = field(default_factory=dict)
+    currency: str = "USD"
+
+
+@dataclass(frozen=True, slots=True)
+class PodCosts:
+    operational_grams: float
+    embodied_grams: float
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    info: DeviceInfo
+    up: bool
+    reading: Reading | None  # the last good reading (None before the first)
+    energy_joules_total: float
+    energy_source: EnergySource
+    energy_counter_resets: int
+    errors: Mapping[str, int]  # cumulative failures by NVML call (or "deadline")
+    last_success_unix: float | None
+    read_seconds: float | None
+    stale_reason: str = ""
+    waste: Waste = field(default_factory=Waste)
+    process_energy: Mapping[ProcessKey, float] = field(default_factory=dict)
+    pod_energy: Mapping[PodKey, float] = field(default_factory=dict)
+    costs: Costs = field(default_factory=Costs)
+    pod_costs: Mapping[PodKey, PodCosts] = field(default_factory=dict)
+    pod_waste_cost: Mapping[tuple[PodKey, BottleneckClass], float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    backend: str
+    backend_reason: str
+    backend_up: bool
+    devices: tuple[DeviceSnapshot, ...] = ()
+    backend_errors: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    cycles_total: int = 0
+    cycle_seconds: float = 0.0
+    cycle_unix: float | None = None
+    sources: tuple[SourceStatus, ...] = ()
+    inference: tuple[InferenceSnapshot, ...] = ()
+    intensity: Intensity | None = None
+    greenest: GreenestWindow | None = None
+    forecast_min_grams_per_kwh: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.cycles_total > 0

@@ -1,0 +1,5 @@
+"""Errors every command shares: a usage error exits 2 with its message, like a config error."""
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used (the message says which and why)."""

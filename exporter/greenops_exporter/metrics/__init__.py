@@ -1,0 +1,29 @@
+"""Metrics: every name and HELP text (names*.py), Snapshot -> series (families.py), and
+series -> /metrics bytes (encode.py)."""
+
+from . import names, names_accounts, names_self
+from .encode import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    Exposition,
+    SnapshotCollector,
+)
+from .names import COLLECTOR_NAMES
+from .spec import MetricSpec
+
+ALL_METRICS: tuple[MetricSpec, ...] = tuple(
+    value
+    for module in (names, names_accounts, names_self)
+    for value in vars(module).values()
+    if isinstance(value, MetricSpec)
+)
+
+__all__ = [
+    "ALL_METRICS",
+    "COLLECTOR_NAMES",
+    "OPENMETRICS_CONTENT_TYPE",
+    "TEXT_CONTENT_TYPE",
+    "Exposition",
+    "MetricSpec",
+    "SnapshotCollector",
+]
