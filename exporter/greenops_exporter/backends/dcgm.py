@@ -82,10 +82,9 @@ def fetch_page(url: str, timeout_seconds: float) -> str:
                     raise FetchError("fetch", f"page not read within {timeout_seconds:g} s")
                 chunks.append(chunk)
     except urllib.error.HTTPError as exc:
-        raise FetchError("fetch", f"HTTP {exc.code} from {url}") from exc
+        raise FetchError("fetch", f"HTTP {exc.code}") from exc
     except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
-        reason = getattr(exc, "reason", exc)
-        raise FetchError("fetch", f"{url}: {reason}") from exc
+        raise FetchError("fetch", str(getattr(exc, "reason", exc))) from exc
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
@@ -199,7 +198,10 @@ class DcgmBackend:
     def device_info(self, index: int) -> DeviceInfo:
         return self._devices[index].info
 
+    def page(self, index: int) -> GpuPage | None:
+        """The GPU's series as last read, for `check` to show what the page offers."""
+        return self._devices[index].page
+
     def close(self) -> None:
-        self._devices = []
         self._fetched = None
         self._seen.clear()

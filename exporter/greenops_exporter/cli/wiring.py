@@ -69,6 +69,8 @@ def backend_from(config: Config) -> tuple[Backend, str]:
             replay_files=b.replay.files,
             replay_speed=b.replay.speed,
             replay_loop=b.replay.loop,
+            dcgm_url=b.dcgm.url,
+            dcgm_timeout=b.dcgm.timeout_seconds,
         )
     except ScenarioError as exc:
         raise ConfigError(f"backend.sim.scenario: {exc}") from exc
