@@ -108,21 +108,21 @@ class DcgmBackend:
         self._up = False
         self._errors: dict[str, int] = {}
         self._health_lock = threading.Lock()  # never held across a fetch: health() is cheap
+        self._text = ""  # the last page and its parse: dcgm-exporter's cache is not parsed twice
+        self._gpus: dict[str, GpuPage] = {}
         self.requests = 0
 
     def _fetch(self) -> _Fetched:
         self.requests += 1
         try:
-            return _Fetched(self._parse(fetch_page(self.url, self.timeout_seconds)), None)
+            text = fetch_page(self.url, self.timeout_seconds)
+            if text != self._text:
+                self._gpus, self._text = parse_page(text), text
         except FetchError as exc:
             return _Fetched(None, exc)
-
-    @staticmethod
-    def _parse(text: str) -> dict[str, GpuPage]:
-        try:
-            return parse_page(text)
         except PageError as exc:
-            raise FetchError("parse", str(exc)) from exc
+            return _Fetched(None, FetchError("parse", str(exc)))
+        return _Fetched(self._gpus, None)
 
     def open(self) -> list[DeviceInfo]:
         fetched = self._fetch()

@@ -44,7 +44,7 @@ def _dcgm_rows(page: GpuPage) -> list[tuple[str, str]]:
     host = page.labels.get("Hostname") or page.labels.get("hostname") or "-"
     return [
         ("dcgm-exporter host", host),
-        (f"page fields ({len(fields)})", ", ".join(fields)),
+        (f"fields read ({len(fields)})", ", ".join(fields)),
         ("class signals", signals),
         ("pods seen", pods),
     ]
