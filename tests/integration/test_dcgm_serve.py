@@ -21,12 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from dcgmpages import FIXTURES, MIB, PageServer
 from greenops_exporter.analysis.attribution import PodKey
 from greenops_exporter.analysis.waste import WasteSettings
+from greenops_exporter.backends.base import Capability
 from greenops_exporter.backends.dcgm import DcgmBackend
-from greenops_exporter.collect import Collector, CollectSettings
+from greenops_exporter.collect import Collector, CollectSettings, Snapshot
 from greenops_exporter.metrics import Exposition
 
 RTX = (FIXTURES / "rtx4000ada_k8s.txt").read_text()
 POD = PodKey("default", "cuda-75454ffb9f-8ljq7", "cuda")
+RTX_UUID = "GPU-a8394b51-c086-568a-9f1a-c1e1c934c44c"
 PROMTOOL = shutil.which("promtool")
 
 
@@ -238,3 +240,41 @@ def test_an_idle_pod_strands_memory_and_costs_energy() -> None:
     assert sample.labels["pod"] == POD.pod and sample.value == 1 * MIB
     carbon = [s for s in families["greenops_pod_carbon_grams"] if s.labels["pod"] == POD.pod]
     assert carbon and all(s.value > 0 for s in carbon)
+
+
+def test_the_loop_takes_backend_health_and_identity_from_the_page() -> None:
+    """In process: backend_up and the backend's errors follow the page; a GPU's
+    capabilities follow its fields; a GPU missing from the page is stale, not the backend."""
+    now = [0.0]
+    without_prof = "".join(line + "\n" for line in RTX.splitlines() if "_PROF_" not in line)
+    with PageServer(without_prof) as server:
+        backend = DcgmBackend(server.url, 0.5, clock=lambda: now[0])
+        collector = Collector(backend, CollectSettings(), monotonic=lambda: now[0])
+
+        async def cycle(t: float) -> Snapshot:
+            now[0] = t
+            return await collector.collect_once()
+
+        async def go() -> list[Snapshot]:
+            snaps = [await cycle(1.0)]
+            server.page = RTX  # profiling fields switched on in dcgm-exporter's list
+            snaps.append(await cycle(2.0))
+            server.status = 500
+            snaps.append(await cycle(3.0))
+            server.status, server.page = 200, RTX.replace(RTX_UUID, "GPU-another")
+            snaps.append(await cycle(4.0))
+            server.page = RTX
+            snaps.append(await cycle(5.0))
+            await collector.close()
+            return snaps
+
+        first, gained, down, missing, back = asyncio.run(go())
+    assert first.backend_up and not first.devices[0].info.supports(Capability.GPM)
+    assert gained.devices[0].info.supports(Capability.GPM)
+    assert gained.devices[0].reading is not None and gained.devices[0].reading.gpm is not None
+    assert not down.backend_up and dict(down.backend_errors) == {"fetch": 1}
+    assert not down.devices[0].up and down.devices[0].errors == {"fetch": 1}
+    assert missing.backend_up and not missing.devices[0].up
+    assert missing.devices[0].errors == {"fetch": 1, "missing": 1}
+    assert back.backend_up and back.devices[0].up
+    assert dict(back.backend_errors) == {"fetch": 1}  # a counter: kept
