@@ -6,14 +6,22 @@ replaces only the functions that would call libnvidia-ml: the exporter's real
 per cursor position) and `probe.json`; NOT_SUPPORTED is raised where the recording says
 so. Faults can be injected: library missing, a GPU lost, a call that hangs, NaN from GPM,
 an energy counter reset.
+
+The driver's power-sample buffer (`nvmlDeviceGetSamples`, one sample every 20 ms, about
+2.4 s kept) is served from the recording's `power_samples` where it has them (trace_a2),
+else drawn every 20 ms from its instant power. With `costs` (tests/fixtures/nvml_costs/
+h100.json) each call burns the CPU that call took on a real H100, so that a benchmark
+without a GPU predicts the exporter's real per-GPU CPU.
 """
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import json
 import math
 import threading
+import time
 import types
 from collections import Counter
 from pathlib import Path
@@ -22,6 +30,9 @@ from typing import Any
 import pynvml as real
 
 FIXTURES = Path(__file__).parent / "fixtures" / "h100"
+COSTS = Path(__file__).parent / "fixtures" / "nvml_costs"
+SAMPLE_PERIOD_US = 20_000  # the driver samples power at 50 Hz
+SAMPLE_BUFFER = 120  # about 2.4 s of samples are kept
 
 _FIELD_KEYS = {
     real.NVML_FI_DEV_POWER_INSTANT: "power_instant",
@@ -56,6 +67,39 @@ def load_trace(path: Path = FIXTURES / "trace_a.jsonl") -> list[dict[str, Any]]:
 
 def load_probe() -> dict[str, Any]:
     return json.loads((FIXTURES / "probe.json").read_text())
+
+
+def _power_samples(trace: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+    """(timestamp µs, milliwatts, row that first holds it): the recorded driver samples
+    where the trace has them, else one every 20 ms interpolated from instant power."""
+    if any(isinstance(s.get("power_samples"), list) for s in trace):
+        return [
+            (int(stamp), int(mw), row)
+            for row, s in enumerate(trace)
+            if isinstance(s.get("power_samples"), list)
+            for stamp, mw in s["power_samples"]
+        ]
+    points = [
+        (float(s["t"]), float(s["fields"]["power_instant"]["value"]))
+        for s in trace
+        if "value" in (s.get("fields", {}).get("power_instant") or {})
+    ]
+    out: list[tuple[int, int, int]] = []
+    if len(points) < 2:
+        return out
+    stamp = int(points[0][0] * 1e6)
+    row = 0
+    times = [t for t, _ in points]
+    while stamp <= int(points[-1][0] * 1e6):
+        t = stamp / 1e6
+        i = min(max(bisect.bisect_right(times, t) - 1, 0), len(points) - 2)
+        (t0, p0), (t1, p1) = points[i], points[i + 1]
+        mw = p0 + (p1 - p0) * (t - t0) / (t1 - t0) if t1 > t0 else p1
+        while row + 1 < len(trace) and float(trace[row]["t"]) < t:
+            row += 1
+        out.append((stamp, int(mw), row))
+        stamp += SAMPLE_PERIOD_US
+    return out
 
 
 class _Handle:
@@ -98,6 +142,16 @@ class FakeNvml(types.ModuleType):
         self.mig: dict[int, list[dict[str, Any]]] = {}
         self._gpm_taken: dict[int, int] = {}
         self._next_sample = 1
+        self.costs: dict[str, float] = {}  # call -> CPU ms burnt per call (see load_costs)
+        self.default_cost_ms = 0.0
+        self._power = _power_samples(self.trace)
+        self._power_times = [int(stamp) for stamp, _mw, _row in self._power]
+        self._power_rows = [row for _stamp, _mw, row in self._power]
+
+    def load_costs(self, path: Path = COSTS / "h100.json") -> None:
+        table = json.loads(path.read_text())
+        self.costs = {k: float(v) for k, v in table["calls_ms"].items()}
+        self.default_cost_ms = float(table["default_ms"])
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -110,8 +164,17 @@ class FakeNvml(types.ModuleType):
     def _raise(self, code: int) -> None:
         raise real.NVMLError(code)
 
+    def _burn(self, name: str) -> None:
+        """Spend the call's measured CPU time (thread time: what the OS counts)."""
+        if not self.costs:
+            return
+        until = time.thread_time() + self.costs.get(name, self.default_cost_ms) / 1000.0
+        while time.thread_time() < until:
+            pass
+
     def _enter(self, name: str, handle: Any = None) -> None:
         self.calls[name] += 1
+        self._burn(name)
         if not self.initialized:
             self._raise(real.NVML_ERROR_UNINITIALIZED)
         if handle is not None and not isinstance(handle, dict):  # dict: a MIG device
@@ -233,8 +296,31 @@ class FakeNvml(types.ModuleType):
         self._enter("nvmlDeviceGetCurrentClocksEventReasons", handle)
         return int(self.sample()["clock_event_reasons"])
 
+    def nvmlDeviceGetSamples(self, handle: _Handle, kind: int, last_seen_us: int) -> Any:
+        """Power samples newer than `last_seen_us` up to the current row, from a buffer of
+        the newest SAMPLE_BUFFER; NOT_FOUND when there is none newer."""
+        self._enter("nvmlDeviceGetSamples", handle)
+        if kind != real.NVML_TOTAL_POWER_SAMPLES:
+            self._raise(real.NVML_ERROR_NOT_SUPPORTED)
+        end = bisect.bisect_right(self._power_rows, self.cursor)
+        newer = bisect.bisect_right(self._power_times, last_seen_us, 0, end)
+        start = max(newer, end - SAMPLE_BUFFER)
+        if start >= end:
+            self._raise(real.NVML_ERROR_NOT_FOUND)
+        out = []
+        for stamp, mw, _row in self._power[start:end]:
+            sample = real.c_nvmlSample_t()
+            sample.timeStamp = int(stamp)
+            sample.sampleValue.uiVal = int(mw)
+            out.append(sample)
+        return real.NVML_VALUE_TYPE_UNSIGNED_INT, out
+
     def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: list[Any]) -> Any:
-        self._enter("nvmlDeviceGetFieldValues", handle)
+        self.calls["nvmlDeviceGetFieldValues"] += 1
+        for requested in field_ids:
+            key = _FIELD_KEYS.get(requested[0] if isinstance(requested, tuple) else requested, "")
+            self._burn("nvmlDeviceGetFieldValues:" + ("pcie" if "pcie" in key else key))
+        self._enter("nvmlDeviceGetFieldValues:call", handle)
         values = (real.c_nvmlFieldValue_t * len(field_ids))()
         fields = self.sample()["fields"]
         for i, requested in enumerate(field_ids):

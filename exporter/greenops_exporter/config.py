@@ -82,7 +82,7 @@ class BackendConfig(_Section):
 class CollectConfig(_Section):
     interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     device_timeout_seconds: float | None = Field(default=None, gt=0)  # None: 0.8 x interval
-    energy_anchor_seconds: float = Field(default=10.0, ge=0)
+    energy_anchor_seconds: float = Field(default=30.0, ge=0)
     process_utilization: ProcessUtilizationPolicy = ProcessUtilizationPolicy.WHEN_SHARED
     backend_retry_seconds: float = Field(default=10.0, gt=0)
 

@@ -14,6 +14,7 @@ from .analysis.bottleneck import BottleneckClass
 from .analysis.carbon import embodied_grams, operational_grams
 from .analysis.energy import cumulative_energy, energy_source
 from .analysis.windows import WindowReport, analyze_window
+from .as_exported import ExportedWindow, exported_series, exported_window
 from .backends.base import Backend
 from .backends.replay import load_recording, sample_from_reading
 from .collect import Collector, CollectSettings
@@ -91,7 +92,9 @@ def analyze(
     intensity: float | None = None,
     pue: float = 1.0,
     embodied_table: Mapping[str, EmbodiedConfig] | None = None,
+    as_exported: tuple[float, float] | None = None,
 ) -> int:
+    """`as_exported` = (collect interval, anchor interval): also run the live estimator."""
     analysis = analysis or AnalysisConfig()
     windows = [parse_window(w) for w in windows_text]
     recording = load_recording(recording_path)
@@ -120,11 +123,20 @@ def analyze(
         )
         for r in reports
     ]
+    exported: list[ExportedWindow | None] = [None] * len(reports)
+    if as_exported is not None:
+        series = exported_series(recording_path, *as_exported)
+        exported = [
+            exported_window(series, times, cumulative, start, end) for start, end, _ in windows
+        ]
     if as_json:
         document = {
             "recording": str(recording_path),
             "energy_source": source,
-            "windows": [window_json(r, c) for r, c in zip(reports, carbon, strict=True)],
+            "windows": [
+                {**window_json(r, c), **_exported_json(e)}
+                for r, c, e in zip(reports, carbon, exported, strict=True)
+            ],
         }
         print(json.dumps(document, indent=2))
         return 0
@@ -161,6 +173,8 @@ def analyze(
             )
         if r.advice is not None:
             print(f"{'':>8} advice: {r.advice.text}")
+    if as_exported is not None:
+        _print_exported(exported, *as_exported)
     for r, c in zip(reports, carbon, strict=True):
         if c is not None:
             print(
@@ -171,6 +185,35 @@ def analyze(
 
 
 log = logging.getLogger(__name__)
+
+
+def _exported_json(e: ExportedWindow | None) -> dict[str, Any]:
+    if e is None:
+        return {}
+    return {
+        "exported_energy_joules": round(e.exported_joules, 3),
+        "exported_span": [e.start, e.end],
+        "exported_counter_energy_joules": round(e.counter_joules, 3),
+        "exported_error_ratio": round(e.error_ratio, 6),
+    }
+
+
+def _print_exported(
+    exported: Sequence[ExportedWindow | None], collect: float, anchor: float
+) -> None:
+    print(
+        f"as exported (collection every {collect:g} s, energy counter read every {anchor:g} s; "
+        "each window from its first to its last cycle):"
+    )
+    print(f"{'start':>8} {'end':>8} {'exported J':>11} {'counter J':>10} {'error':>7}")
+    for e in exported:
+        if e is None:
+            print(f"{'':>8} (window shorter than two collection cycles)")
+            continue
+        print(
+            f"{e.start:8.2f} {e.end:8.2f} {e.exported_joules:11.1f} {e.counter_joules:10.1f} "
+            f"{e.error_ratio:+7.2%}"
+        )
 
 
 def record_paths(out: str, count: int) -> list[Path]:

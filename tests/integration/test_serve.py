@@ -274,7 +274,7 @@ def test_check_command_on_sim() -> None:
     out = result.stdout
     assert "backend: sim" in out
     assert out.count("\nGPU ") == 4
-    assert "unsupported: nvlink_counters, gpm, mig" in out  # the A100 in the demo
+    assert "unsupported: power_samples, nvlink_counters, gpm, mig" in out  # the A100
     assert "power (instant)" in out and "SM active / occupancy" in out
 
 

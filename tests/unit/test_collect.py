@@ -55,7 +55,10 @@ def test_energy_within_1_percent_of_the_counter_while_reading_it_rarely() -> Non
 
 
 def test_energy_never_drifts_between_anchors() -> None:
-    """At every anchor the exported total is back within 0.5 % of the counter's delta."""
+    """The gap to the counter never accumulates: at every anchor it is within 2 % of the
+    energy of the last two anchor intervals (the correction learnt at one anchor is spread
+    over the next interval; the samples here agree with the counter within 0.4 % a phase,
+    2 % over a 2 s interval that straddles a step of 500 W)."""
     fake = FakeNvml()
     collector = make(fake, energy_anchor_seconds=2.0)
 
@@ -75,8 +78,10 @@ def test_energy_never_drifts_between_anchors() -> None:
 
     pairs = asyncio.run(go())
     assert len(pairs) > 40
-    for exported, counter in pairs[5:]:
-        assert exported == pytest.approx(counter, rel=0.005)
+    for i in range(7, len(pairs)):
+        exported, counter = pairs[i]
+        before = pairs[i - 2][1]
+        assert abs(exported - counter) <= 0.02 * (counter - before) + 1.0
 
 
 def test_energy_counter_reset_is_not_a_negative_increase() -> None:

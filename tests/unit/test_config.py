@@ -22,7 +22,7 @@ def test_defaults() -> None:
     assert config.backend.kind == "auto"
     assert config.collect.interval_seconds == 1.0
     assert config.collect.timeout == pytest.approx(0.8)
-    assert config.collect.energy_anchor_seconds == 10.0
+    assert config.collect.energy_anchor_seconds == 30.0
     assert config.labels.hostname is True
 
 

@@ -18,6 +18,7 @@ class Capability(enum.StrEnum):
 
     POWER_AVERAGE = "power_average"
     POWER_INSTANT = "power_instant"
+    POWER_SAMPLES = "power_samples"
     ENERGY_COUNTER = "energy_counter"
     UTILIZATION = "utilization"
     MEMORY = "memory"
@@ -157,6 +158,10 @@ class Reading:
     gpm: GpmReading | None = None
     processes: tuple[ProcessReading, ...] = ()
     mig_devices: tuple[MigReading, ...] = ()
+    # The driver's own power samples since the last read (50 Hz on Hopper): (seconds on the
+    # driver's clock, watts). Integrated between energy-counter anchors; never mixed with
+    # `timestamp`, which is on another clock.
+    power_samples: tuple[tuple[float, float], ...] = ()
     failed_calls: tuple[str, ...] = field(default=())
 
     def best_power_watts(self) -> float | None:

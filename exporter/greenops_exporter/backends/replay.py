@@ -79,6 +79,14 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+def _power_samples(sample: Mapping[str, Any]) -> tuple[tuple[float, float], ...]:
+    """The driver's power samples a line carries ([[µs, mW], ...]); none where NVML had none."""
+    raw = sample.get("power_samples")
+    if not isinstance(raw, list):
+        return ()
+    return tuple((float(stamp) / 1e6, float(mw) / 1000.0) for stamp, mw in raw)
+
+
 def reading_from_sample(sample: Mapping[str, Any]) -> Reading:
     """One recorded line -> a Reading, in the exporter's units (watts, joules, ratios, hertz)."""
     gpm_raw = sample.get("gpm")
@@ -140,6 +148,7 @@ def reading_from_sample(sample: Mapping[str, Any]) -> Reading:
         pcie_rx_bytes=None if rx is None else int(rx),
         gpm=gpm,
         processes=processes,
+        power_samples=_power_samples(sample),
     )
 
 
@@ -203,6 +212,10 @@ def sample_from_reading(reading: Reading, t: float, wall: float, phase: str = ""
     }
     if energy_mj is not None:
         sample["energy_mj"] = energy_mj
+    if reading.power_samples:  # the driver's samples, as nvmlDeviceGetSamples gave them
+        sample["power_samples"] = [
+            [round(stamp * 1e6), round(watts * 1000)] for stamp, watts in reading.power_samples
+        ]
     return sample
 
 
@@ -228,6 +241,15 @@ def load_recording(path: Path) -> Recording:
         phases.append(str(sample.get("phase", "")))
     if not readings:
         raise RecordingError(f"{path}: no samples")
+    if not any(r.power_samples for r in readings):
+        # recordings made before the driver's samples were kept: each line's instant power
+        # stands in as one sample at its own time
+        readings = [
+            replace(r, power_samples=((r.timestamp, r.power_instant_watts),))
+            if r.power_instant_watts is not None
+            else r
+            for r in readings
+        ]
     identity: Mapping[str, Any] = {}
     probe = path.parent / "probe.json"
     if probe.is_file():
@@ -251,6 +273,7 @@ def _capabilities(readings: tuple[Reading, ...]) -> frozenset[Capability]:
         Capability.CLOCK_EVENT_REASONS: lambda r: r.clock_event_reasons is not None,
         Capability.PCIE_COUNTERS: lambda r: r.pcie_tx_bytes is not None,
         Capability.GPM: lambda r: r.gpm is not None,
+        Capability.POWER_SAMPLES: lambda r: bool(r.power_samples),
         Capability.PROCESS_UTILIZATION: lambda r: any(
             p.sm_utilization is not None for p in r.processes
         ),
@@ -274,6 +297,7 @@ class _ReplayDevice:
             self.energy_per_loop += (last.best_power_watts() or 0.0) * step
         self.tx_per_loop = _delta(first.pcie_tx_bytes, last.pcie_tx_bytes)
         self.rx_per_loop = _delta(first.pcie_rx_bytes, last.pcie_rx_bytes)
+        self._served: tuple[int, int] | None = None
         ident = recording.identity
         self.info = DeviceInfo(
             index=index,
@@ -293,14 +317,19 @@ class _ReplayDevice:
         )
 
     def at(self, elapsed: float, loop: bool) -> Reading:
-        """The latest sample at `elapsed` recording-seconds since the replay started."""
+        """The latest sample at `elapsed` recording-seconds since the replay started, with
+        the power samples of every line since the previous call (as the driver's buffer
+        hands out what is new since the last read)."""
         readings = self.recording.readings
         if loop:
             loops, offset = divmod(max(elapsed, 0.0), self.period)
         else:
             loops, offset = 0.0, min(max(elapsed, 0.0), self.period)
         i = max(bisect.bisect_right(self.times, self.times[0] + offset) - 1, 0)
-        reading = readings[i]
+        position = (int(loops), i)
+        samples = self._samples_since(self._served, position)
+        self._served = position
+        reading = replace(readings[i], power_samples=samples)
         if loops == 0:
             return reading
         return replace(
@@ -312,6 +341,30 @@ class _ReplayDevice:
             pcie_tx_bytes=_shift_int(reading.pcie_tx_bytes, loops * self.tx_per_loop),
             pcie_rx_bytes=_shift_int(reading.pcie_rx_bytes, loops * self.rx_per_loop),
         )
+
+    def _samples_since(
+        self, served: tuple[int, int] | None, position: tuple[int, int]
+    ) -> tuple[tuple[float, float], ...]:
+        """Power samples of the lines after `served` up to `position` ((loop, line) pairs),
+        shifted by whole loops so that they keep increasing; at most one loop's worth."""
+        readings = self.recording.readings
+        loop, line = position
+        if served is None:
+            first_loop, first_line = loop, line  # a fresh start: this line's samples only
+        else:
+            first_loop, first_line = served[0], served[1] + 1
+        if (loop - first_loop) * len(readings) + line - first_line >= len(readings):
+            first_loop, first_line = loop - 1, line + 1  # never more than one loop
+        out: list[tuple[float, float]] = []
+        at_loop, at_line = first_loop, first_line
+        while (at_loop, at_line) <= (loop, line):
+            if at_line >= len(readings):
+                at_loop, at_line = at_loop + 1, 0
+                continue
+            shift = at_loop * self.period
+            out += [(t + shift, w) for t, w in readings[at_line].power_samples]
+            at_line += 1
+        return tuple(out)
 
 
 def _delta(first: float | None, last: float | None) -> float:
@@ -366,6 +419,9 @@ class ReplayBackend:
         if not plan.energy_counter and reading.energy_counter_joules is not None:
             reading = replace(reading, energy_counter_joules=None)
         return reading
+
+    def recording_times(self, index: int) -> list[float]:
+        return self._devices[index].times
 
     def close(self) -> None:
         self._devices = []

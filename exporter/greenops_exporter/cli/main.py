@@ -168,6 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--config", type=Path, help="YAML config (its analysis section)")
     analyze.add_argument("--intensity", type=float, metavar="G_PER_KWH", help="grid intensity")
     analyze.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness")
+    analyze.add_argument(
+        "--as-exported",
+        action="store_true",
+        help="also run the recording through the live estimator and show, per window, the "
+        "energy the exporter would have exported beside the counter's",
+    )
+    analyze.add_argument(
+        "--collect-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="with --as-exported: the collection interval (default 1)",
+    )
+    analyze.add_argument(
+        "--energy-anchor-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --as-exported: seconds between energy-counter reads (default 30)",
+    )
     return parser
 
 
@@ -199,8 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError("--intensity must be >= 0 and --pue >= 1")
             from ..offline import analyze
 
+            if args.collect_interval <= 0 or args.energy_anchor_interval < 0:
+                raise UsageError("--collect-interval must be > 0, --energy-anchor-interval >= 0")
+            exported = (
+                (args.collect_interval, args.energy_anchor_interval) if args.as_exported else None
+            )
             return analyze(
-                args.recording, args.window, args.json, analysis, args.intensity, args.pue
+                args.recording,
+                args.window,
+                args.json,
+                analysis,
+                args.intensity,
+                args.pue,
+                as_exported=exported,
             )
         config = config_from_args(args)
         logging.basicConfig(

@@ -71,6 +71,7 @@ class DeviceState:
             totals(),
             totals(),
             totals(),
+            meter=EnergyMeter(spread_seconds=s.energy_anchor_seconds),
         )
 
     def count(self, call: str) -> None:

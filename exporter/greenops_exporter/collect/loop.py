@@ -33,6 +33,7 @@ from ..backends.base import (
 from ..sources.base import PolledSource
 from ..sources.carbon_intensity import CarbonChain, CarbonReading
 from ..sources.inference import InferenceSource
+from .clock import FixedRate
 from .device import DeviceState, ProcessIdentifier
 from .settings import CollectSettings
 from .snapshot import InferenceSnapshot, Snapshot
@@ -89,6 +90,7 @@ class Collector:
         self._next_open = 0.0
         self._backend_errors: dict[str, int] = {}
         self._cycles = 0
+        self.skipped_cycles = 0
         self._pods: ExpiringTotals[PodKey] = ExpiringTotals(self.settings.identity_expire_seconds)
         self.snapshot = Snapshot(backend.name, backend_reason, backend_up=False)
 
@@ -187,6 +189,7 @@ class Collector:
             devices=tuple(d.snapshot() for d in self._devices),
             backend_errors=MappingProxyType(backend_errors),
             cycles_total=self._cycles,
+            skipped_cycles_total=self.skipped_cycles,
             cycle_seconds=time.perf_counter() - started,
             cycle_unix=self._wall(),
             sources=tuple(source.status() for source in self.sources),
@@ -304,12 +307,11 @@ class Collector:
         stop: asyncio.Event,
         after_cycle: Callable[[Snapshot], Awaitable[None]] | None = None,
     ) -> None:
-        """Collect at a steady interval until `stop` is set; late cycles are skipped, not
-        bunched, so a slow read never makes the loop spin. `after_cycle` runs on each new
+        """Collect on a fixed grid of ticks until `stop` is set; ticks a slow cycle overran
+        are skipped and counted, never run late or bunched. `after_cycle` runs on each new
         Snapshot (the server encodes /metrics there, off the scrape path)."""
         loop = asyncio.get_running_loop()
-        interval = self.settings.interval_seconds
-        next_tick = loop.time()
+        clock = FixedRate(self.settings.interval_seconds, loop.time())
         while not stop.is_set():
             try:
                 snapshot = await self.collect_once()
@@ -317,8 +319,14 @@ class Collector:
                     await after_cycle(snapshot)
             except Exception:  # the loop must outlive any single bad cycle
                 log.exception("collection cycle failed")
-            next_tick += interval
-            if next_tick < loop.time():
-                next_tick = loop.time()
+            delay = clock.delay_to_next(loop.time())
+            if clock.skipped != self.skipped_cycles:
+                if self.skipped_cycles == 0:
+                    log.warning(
+                        "a collection cycle overran the %g s interval: ticks are skipped "
+                        "(counted in greenops_collection_skipped_cycles_total)",
+                        self.settings.interval_seconds,
+                    )
+                self.skipped_cycles = clock.skipped
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(next_tick - loop.time(), 0))
+                await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -15,7 +15,7 @@ from ..backends.base import DeviceInfo, ProcessUtilizationPolicy
 class CollectSettings:
     interval_seconds: float = 1.0
     device_timeout_seconds: float = 0.8
-    energy_anchor_seconds: float = 10.0
+    energy_anchor_seconds: float = 30.0
     process_utilization: ProcessUtilizationPolicy = ProcessUtilizationPolicy.WHEN_SHARED
     backend_retry_seconds: float = 10.0
     gpm: bool = True

@@ -96,6 +96,7 @@ class Snapshot:
     devices: tuple[DeviceSnapshot, ...] = ()
     backend_errors: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     cycles_total: int = 0
+    skipped_cycles_total: int = 0
     cycle_seconds: float = 0.0
     cycle_unix: float | None = None
     sources: tuple[SourceStatus, ...] = ()

@@ -93,6 +93,7 @@ from .names_self import (
     COLLECTION_CYCLES,
     COLLECTION_DURATION,
     COLLECTION_LAST,
+    COLLECTION_SKIPPED,
     COLLECTOR_ERRORS,
     GPU_LAST_SUCCESS,
     GPU_READ_DURATION,
@@ -401,6 +402,7 @@ def _render_self(out: Families, snap: Snapshot, build: tuple[str, str, str]) -> 
     for operation, count in sorted(snap.backend_errors.items()):
         out.add(BACKEND_ERRORS, count, None, operation)
     out.add(COLLECTION_CYCLES, snap.cycles_total)
+    out.add(COLLECTION_SKIPPED, snap.skipped_cycles_total)
     out.add(COLLECTION_DURATION, snap.cycle_seconds)
     out.add(COLLECTION_LAST, snap.cycle_unix)
     for source in snap.sources:

@@ -47,7 +47,7 @@ ENERGY_SOURCE = gauge(
     "source",
 )
 ENERGY_RESETS = counter(
-    "greenops_gpu_energy_counter_resets_total",
+    "greenops_gpu_energy_resets_total",
     "Times NVML's energy counter went backwards (driver reload); never a negative increase.",
 )
 UTILIZATION = gauge(

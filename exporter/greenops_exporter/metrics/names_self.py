@@ -47,6 +47,12 @@ COLLECTION_CYCLES = counter(
     "so that energy integrals stay exact and every scraper sees one consistent state.",
     gpu=False,
 )
+COLLECTION_SKIPPED = counter(
+    "greenops_collection_skipped_cycles_total",
+    "Collection ticks skipped because the cycle before ran past them (cycles run on a fixed "
+    "grid: a late one is skipped and counted, never run late).",
+    gpu=False,
+)
 COLLECTION_DURATION = gauge(
     "greenops_collection_duration_seconds",
     "Wall time of the last collection cycle (all GPUs read concurrently), in seconds. "

@@ -1,0 +1,200 @@
+"""The per-cycle reads that need more than one call: GPM, processes, MIG, power samples."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from ..base import (
+    Capability,
+    GpmReading,
+    MigReading,
+    ProcessReading,
+    ProcessUtilizationPolicy,
+    ReadPlan,
+)
+from .probe import Device
+
+
+def read_gpm(n: ModuleType, device: Device, call: Callable[..., Any]) -> GpmReading | None:
+    """Take a sample; report the interval since the last one (none on the first read)."""
+    previous, current = device.gpm_samples
+    if call("nvmlGpmSampleGet", n.nvmlGpmSampleGet, device.handle, current) is None:
+        device.gpm_primed = False
+        return None
+    device.gpm_samples = [current, previous]
+    if not device.gpm_primed:
+        device.gpm_primed = True
+        return None
+    request = device.gpm_request
+    request.sample1 = previous
+    request.sample2 = current
+    if call("nvmlGpmMetricsGet", n.nvmlGpmMetricsGet, request) is None:
+        return None
+    values: dict[str, float] = {}
+    for i, (_metric_id, attr, scale) in enumerate(device.gpm_ids):
+        metric = request.metrics[i]
+        if metric.nvmlReturn == n.NVML_SUCCESS and not math.isnan(metric.value):
+            values[attr] = metric.value * scale
+    return GpmReading(**values)
+
+
+def read_processes(
+    n: ModuleType,
+    device: Device,
+    plan: ReadPlan,
+    call: Callable[..., Any],
+    command: Callable[[int], str],
+) -> tuple[ProcessReading, ...]:
+    raw = call(
+        "nvmlDeviceGetComputeRunningProcesses",
+        n.nvmlDeviceGetComputeRunningProcesses,
+        device.handle,
+    )
+    if not raw:
+        device.proc_util.clear()
+        return ()
+    policy = plan.process_utilization
+    wanted = Capability.PROCESS_UTILIZATION in device.info.capabilities and (
+        policy is ProcessUtilizationPolicy.ALWAYS
+        or (policy is ProcessUtilizationPolicy.WHEN_SHARED and len(raw) > 1)
+    )
+    if wanted:
+        update_process_utilization(n, device)
+    else:
+        device.proc_util.clear()
+    live = {p.pid for p in raw}
+    for pid in list(device.proc_util):
+        if pid not in live:
+            del device.proc_util[pid]
+    out = []
+    for p in raw:
+        sm, mem = device.proc_util.get(p.pid, (None, None))
+        out.append(
+            ProcessReading(
+                pid=int(p.pid),
+                used_memory_bytes=None if p.usedGpuMemory is None else int(p.usedGpuMemory),
+                command=command(int(p.pid)),
+                sm_utilization=sm,
+                memory_utilization=mem,
+                gpu_instance_id=optional_instance_id(p),
+            )
+        )
+    return tuple(out)
+
+
+def read_power_samples(
+    n: ModuleType, device: Device, call: Callable[..., Any]
+) -> tuple[tuple[float, float], ...]:
+    """The driver's power samples since the newest one already read (one call, ~50 Hz).
+
+    NOT_FOUND means no new sample since then: an empty answer, not a failure."""
+    answer = call("nvmlDeviceGetSamples", _samples_since, n, device.handle, device.power_seen_us)
+    if answer is None:
+        return ()
+    kind, samples = answer
+    out = []
+    for sample in samples:
+        stamp = int(sample.timeStamp)
+        if stamp <= device.power_seen_us:
+            continue
+        out.append((stamp / 1e6, _sample_number(n, kind, sample.sampleValue) / 1000.0))
+    if out:
+        device.power_seen_us = max(int(s.timeStamp) for s in samples)
+    out.sort()
+    return tuple(out)
+
+
+def _samples_since(n: ModuleType, handle: Any, seen_us: int) -> tuple[int, list[Any]]:
+    try:
+        kind, samples = n.nvmlDeviceGetSamples(handle, n.NVML_TOTAL_POWER_SAMPLES, seen_us)
+    except n.NVMLError as exc:
+        if exc.value == n.NVML_ERROR_NOT_FOUND:
+            return 0, []
+        raise
+    return int(kind), list(samples)
+
+
+def _sample_number(n: ModuleType, kind: int, union: Any) -> float:
+    if kind == n.NVML_VALUE_TYPE_DOUBLE:
+        return float(union.dVal)
+    if kind == n.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG:
+        return float(union.ullVal)
+    if kind == n.NVML_VALUE_TYPE_UNSIGNED_LONG:
+        return float(union.ulVal)
+    return float(union.uiVal)
+
+
+def update_process_utilization(n: ModuleType, device: Device) -> None:
+    try:
+        samples = n.nvmlDeviceGetProcessUtilization(device.handle, device.proc_util_seen_us)
+    except n.NVMLError as exc:
+        if exc.value != n.NVML_ERROR_NOT_FOUND:  # NOT_FOUND: no new sample; keep the last
+            device.proc_util.clear()
+        return
+    newest: dict[int, Any] = {}
+    for sample in samples:
+        if sample.pid not in newest or sample.timeStamp > newest[sample.pid].timeStamp:
+            newest[sample.pid] = sample
+        device.proc_util_seen_us = max(device.proc_util_seen_us, int(sample.timeStamp))
+    for pid, sample in newest.items():
+        device.proc_util[int(pid)] = (sample.smUtil / 100.0, sample.memUtil / 100.0)
+
+
+def read_mig(n: ModuleType, device: Device, call: Callable[..., Any]) -> tuple[MigReading, ...]:
+    count = call("nvmlDeviceGetMaxMigDeviceCount", n.nvmlDeviceGetMaxMigDeviceCount, device.handle)
+    out = []
+    for i in range(count or 0):
+        try:
+            handle = n.nvmlDeviceGetMigDeviceHandleByIndex(device.handle, i)
+        except n.NVMLError:
+            continue  # an empty slot answers NOT_FOUND
+        reading = call("nvmlDeviceGetMigDeviceInfo", describe_mig, n, handle)
+        if reading is not None:
+            out.append(reading)
+    return tuple(out)
+
+
+def describe_mig(n: ModuleType, handle: Any) -> MigReading:
+    memory = n.nvmlDeviceGetMemoryInfo(handle)
+    return MigReading(
+        gpu_instance_id=int(n.nvmlDeviceGetGpuInstanceId(handle)),
+        compute_instance_id=int(n.nvmlDeviceGetComputeInstanceId(handle)),
+        uuid=str(n.nvmlDeviceGetUUID(handle)),
+        profile=mig_profile_from_name(str(n.nvmlDeviceGetName(handle))),
+        memory_used_bytes=int(memory.used),
+        memory_total_bytes=int(memory.total),
+    )
+
+
+def field_number(n: ModuleType, value: Any) -> float:
+    kind = value.valueType
+    union = value.value
+    if kind == n.NVML_VALUE_TYPE_DOUBLE:
+        return float(union.dVal)
+    if kind == n.NVML_VALUE_TYPE_UNSIGNED_INT:
+        return float(union.uiVal)
+    if kind == n.NVML_VALUE_TYPE_UNSIGNED_LONG:
+        return float(union.ulVal)
+    if kind == n.NVML_VALUE_TYPE_SIGNED_LONG_LONG:
+        return float(union.sllVal)
+    if kind == n.NVML_VALUE_TYPE_SIGNED_INT:
+        return float(union.siVal)
+    if kind == getattr(n, "NVML_VALUE_TYPE_UNSIGNED_SHORT", 6):
+        return float(union.usVal)
+    return float(union.ullVal)
+
+
+def optional_instance_id(process: Any) -> int | None:
+    gi = getattr(process, "gpuInstanceId", None)
+    if gi is None or gi >= 0xFFFFFFFF:
+        return None
+    return int(gi)
+
+
+def mig_profile_from_name(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3 MIG 1g.10gb' -> '1g.10gb' (the profile dcgm-exporter shows)."""
+    marker = " MIG "
+    return name.split(marker, 1)[1].strip() if marker in name else name
