@@ -18,12 +18,15 @@ from greenops_exporter.analysis.attribution import PodKey
 from greenops_exporter.analysis.energy import window_energy
 from greenops_exporter.backends.dcgm import DcgmBackend
 from greenops_exporter.backends.nvml import NvmlBackend
-from greenops_exporter.collect import Collector, CollectSettings, Snapshot
+from greenops_exporter.cli.wiring import settings_from
+from greenops_exporter.collect import Collector, Snapshot
+from greenops_exporter.config import BackendConfig, Config
 from helpers import EXPECTED_CLASS, PHASES
 
 TRACE = load_trace()
 STEADY_AFTER = 1.5  # seconds into a phase: the classes of its transition are not judged
 POD = PodKey("bench", "matmul-0", "torch")
+SETTINGS = settings_from(Config(backend=BackendConfig(kind="dcgm")))  # as `serve` has them
 
 
 @dataclass
@@ -66,7 +69,7 @@ def via_dcgm(polls_per_page: int = 1, step: int = 1) -> Run:
     run = Run()
     with PageServer(h100_page(TRACE[0])) as server:
         backend = DcgmBackend(server.url, 0.5, clock=lambda: now[0])
-        collector = Collector(backend, CollectSettings(), monotonic=lambda: now[0])
+        collector = Collector(backend, SETTINGS, monotonic=lambda: now[0])
 
         async def go() -> None:
             for sample in TRACE[::step]:

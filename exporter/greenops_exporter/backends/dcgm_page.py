@@ -362,7 +362,7 @@ def processes(page: GpuPage) -> tuple[ProcessReading, ...]:
 
 def reading(page: GpuPage, timestamp: float, plan: ReadPlan) -> Reading:
     """The GPU's values now. The energy counter comes with every reading whatever the plan
-    says: the plan spares NVML's 3.9 ms call, and here the page has already paid for it."""
+    says: the plan spares NVML's 4 ms call, and here the page has already paid for it."""
     v = page.value
     utilization = _scaled(v("DCGM_FI_DEV_GPU_UTIL"), 0.01)
     if utilization is None:  # absent under MIG (#105, #430): the share of time a kernel ran
