@@ -61,10 +61,16 @@ class ReplayConfig(_Section):
     loop: bool = True
 
 
+class DcgmConfig(_Section):
+    url: str = Field(default="http://127.0.0.1:9400/metrics", pattern=r"^https?://\S+$")
+    timeout_seconds: float = Field(default=0.5, gt=0)  # the whole page, below the read deadline
+
+
 class BackendConfig(_Section):
-    kind: Literal["auto", "nvml", "sim", "replay"] = "auto"
+    kind: Literal["auto", "nvml", "sim", "replay", "dcgm"] = "auto"  # auto never picks dcgm
     sim: SimConfig = Field(default_factory=SimConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    dcgm: DcgmConfig = Field(default_factory=DcgmConfig)
 
     @model_validator(mode="after")
     def _replay_needs_files(self) -> BackendConfig:
@@ -266,6 +272,18 @@ class Config(_Section):
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _dcgm_fetch_fits_the_read_deadline(self) -> Config:
+        """A fetch that outlives the device read's deadline would mark every GPU late
+        instead of saying that dcgm-exporter is down."""
+        timeout, deadline = self.backend.dcgm.timeout_seconds, self.collect.timeout
+        if self.backend.kind == "dcgm" and timeout >= deadline:
+            raise ValueError(
+                f"backend.dcgm.timeout_seconds: {timeout:g} s must be shorter than the read "
+                f"deadline collect.device_timeout_seconds ({deadline:g} s)"
+            )
+        return self
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

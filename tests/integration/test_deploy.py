@@ -79,6 +79,52 @@ def test_overlays_render_and_validate(overlay: str) -> None:
         assert annotations["prometheus.io/scrape"] == "true"
 
 
+@needs_kubectl
+def test_gpu_operator_overlay_reads_the_nodes_own_dcgm_exporter() -> None:
+    """Non-root, read-only, no NVML runtime class, no kubelet socket, no host /proc; the
+    config's URL is the Service that routes each node to its own dcgm-exporter pod."""
+    objects = render("gpu-operator")
+    for obj in objects:
+        for version in VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    [route] = [o for o in objects if o["metadata"].get("namespace") == "gpu-operator"]
+    assert all(
+        o["metadata"].get("namespace", "greenops") == "greenops" for o in objects if o is not route
+    )
+    assert route["kind"] == "Service"
+    assert route["spec"]["internalTrafficPolicy"] == "Local"  # never another node's GPUs
+    assert route["spec"]["selector"] == {"app": "nvidia-dcgm-exporter"}  # the operator's pods
+    [port] = route["spec"]["ports"]
+    assert port["port"] == port["targetPort"] == 9400
+    service = next(o for o in objects if o["kind"] == "Service" and o is not route)
+    assert (
+        route["metadata"]["labels"]["app.kubernetes.io/name"]
+        != service["metadata"]["labels"]["app.kubernetes.io/name"]
+    )
+
+    daemonset = next(o for o in objects if o["kind"] == "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    assert "runtimeClassName" not in pod
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.deploy.dcgm-exporter": "true"}
+    assert [v["name"] for v in pod["volumes"]] == ["config"]  # no hostPath at all
+    container = pod["containers"][0]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] == 65532
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/etc/greenops-exporter"]
+    assert [e["name"] for e in container["env"]] == ["NODE_NAME"]  # no NVIDIA_* for a runtime
+
+    from greenops_exporter.config import Config
+
+    [configmap] = [o for o in objects if o["kind"] == "ConfigMap"]
+    config = Config.model_validate(yaml.safe_load(configmap["data"]["config.yaml"]))
+    assert config.backend.kind == "dcgm"
+    name, namespace = route["metadata"]["name"], route["metadata"]["namespace"]
+    assert config.backend.dcgm.url == f"http://{name}.{namespace}.svc:{port['port']}/metrics"
+    assert config.kubernetes.pod_resources == "off" and config.kubernetes.cgroups is False
+
+
 def unknown_fields(obj: object, schema: dict, path: str = "") -> list[str]:
     """Fields the schema does not declare (the API server would prune them silently, as
     `kubectl apply --validate=strict` would refuse them): typos show up here."""

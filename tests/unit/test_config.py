@@ -64,8 +64,20 @@ def test_env_values_keep_their_types() -> None:
         (
             "backend:\n  kind: cuda\n",
             {},
-            "backend.kind: Input should be 'auto', 'nvml', 'sim' or 'replay'",
+            "backend.kind: Input should be 'auto', 'nvml', 'sim', 'replay' or 'dcgm'",
         ),
+        (
+            "backend:\n  kind: dcgm\n  dcgm:\n    url: localhost:9400/metrics\n",
+            {},
+            "backend.dcgm.url: String should match pattern",
+        ),
+        (
+            "backend:\n  kind: dcgm\n",
+            {"GREENOPS_BACKEND__DCGM__TIMEOUT_SECONDS": "0.9"},
+            "backend.dcgm.timeout_seconds: 0.9 s must be shorter than the read deadline "
+            "collect.device_timeout_seconds (0.8 s)",
+        ),
+        ("backend:\n  dcgm:\n    timeout_seconds: 0\n", {}, "backend.dcgm.timeout_seconds"),
         ("server:\n  listen_address: nonsense\n", {}, "server.listen_address"),
         ("backend:\n  kind: replay\n", {}, "replay.files"),
         ("host:\n  estimate: true\n", {}, "host: Value error, cpu_tdp_watts"),
@@ -120,3 +132,27 @@ def test_listen_addresses() -> None:
     assert parse_listen_address("[::1]:9479") == ("::1", 9479)
     with pytest.raises(ValueError):
         parse_listen_address("localhost:99999")
+
+
+def test_dcgm_flag_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = load_config(None, environ={})
+    assert config.backend.dcgm.url == "http://127.0.0.1:9400/metrics"
+    assert config.backend.dcgm.timeout_seconds == 0.5
+    url = "http://nvidia-dcgm-exporter.gpu-operator.svc:9400/metrics"
+    assert main(["--backend", "dcgm", "--dcgm-url", url, "--print-config"]) == 0
+    assert f"url: {url}" in capsys.readouterr().out
+    assert main(["check", "--backend", "dcgm", "--dcgm-url", "ftp://x/metrics"]) == 2
+    assert "backend.dcgm.url" in capsys.readouterr().err
+
+
+def test_auto_never_picks_dcgm() -> None:
+    """A page on :9400 is no proof of whose GPUs it shows: dcgm only when configured."""
+    from fakenvml import FakeNvml
+    from greenops_exporter.backends import choose_backend
+
+    missing = FakeNvml()
+    missing.library_missing = True
+    backend, reason = choose_backend("auto", nvml=missing, dcgm_url="http://127.0.0.1:9400/")
+    assert backend.name == "sim" and "dcgm" not in reason
+    backend, _ = choose_backend("auto", nvml=FakeNvml())
+    assert backend.name == "nvml"

@@ -1,4 +1,5 @@
-"""Where readings come from: real GPUs (nvml), a simulated fleet (sim), recordings (replay).
+"""Where readings come from: real GPUs (nvml), dcgm-exporter's page (dcgm), a simulated
+fleet (sim), recordings (replay).
 
 `choose_backend` turns the config into one backend and a sentence saying why it was chosen,
 which the exporter logs once and exports in greenops_backend_info.
@@ -47,6 +48,8 @@ def choose_backend(
     replay_files: list[Path] | None = None,
     replay_speed: float = 1.0,
     replay_loop: bool = True,
+    dcgm_url: str = "http://127.0.0.1:9400/metrics",
+    dcgm_timeout: float = 0.5,
     nvml: ModuleType | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Backend, str]:
@@ -56,6 +59,10 @@ def choose_backend(
 
     if kind == "nvml":
         return NvmlBackend(nvml, clock), "configured: nvml"
+    if kind == "dcgm":  # only when asked: a page on :9400 is no proof of whose GPUs it shows
+        from .dcgm import DcgmBackend
+
+        return DcgmBackend(dcgm_url, dcgm_timeout, clock), f"configured: dcgm ({dcgm_url})"
     if kind == "replay":
         return (
             ReplayBackend(list(replay_files or []), replay_speed, replay_loop, clock),

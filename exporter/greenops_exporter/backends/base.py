@@ -7,8 +7,9 @@ functions and publish them in an immutable snapshot without copying.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Capability(enum.StrEnum):
@@ -200,3 +201,22 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    """Whether a backend's source answered its last request, and its failures by operation."""
+
+    up: bool
+    errors: Mapping[str, int]
+
+
+@runtime_checkable
+class RemoteBackend(Protocol):
+    """A backend whose source is another process that can fail or change after open() (a
+    page served by dcgm-exporter): after each cycle the collection loop asks whether it is
+    up, and what each device looks like now (fields appear and disappear with its config)."""
+
+    def health(self) -> BackendHealth: ...
+
+    def device_info(self, index: int) -> DeviceInfo: ...

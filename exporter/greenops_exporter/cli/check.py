@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import replace
 
 from ..backends.base import Capability
+from ..backends.dcgm import DcgmBackend
+from ..backends.dcgm_page import GpuPage
 from ..collect import Collector, Snapshot
 from ..config import Config
 from .wiring import backend_from, settings_from
@@ -44,6 +46,28 @@ def _print_host(snap: Snapshot, config: Config) -> None:
         print("  no host energy: CPU and DRAM are reported as unavailable")
 
 
+def _dcgm_rows(page: GpuPage) -> list[tuple[str, str]]:
+    """What dcgm-exporter's page offers for one GPU, and what the exporter makes of it."""
+    fields = sorted(f.removeprefix("DCGM_FI_") for f in page.fields())
+    if "PROF_SM_ACTIVE" in fields:
+        signals = "gpm (DCGM_FI_PROF_SM_ACTIVE and the other profiling fields)"
+    else:
+        signals = "basic (utilisation); add DCGM_FI_PROF_SM_ACTIVE to dcgm-exporter's fields"
+    pods = ", ".join(
+        f"{namespace}/{pod}/{container}" + ("" if gi is None else f" (GI {gi})")
+        for gi, namespace, pod, container in sorted(page.pods, key=lambda p: (p[0] or 0, p[1:]))
+    )
+    if not pods:
+        pods = "-" if page.kubernetes else "- (dcgm-exporter's Kubernetes mapping is off)"
+    host = page.labels.get("Hostname") or page.labels.get("hostname") or "-"
+    return [
+        ("dcgm-exporter host", host),
+        (f"fields read ({len(fields)})", ", ".join(fields)),
+        ("class signals", signals),
+        ("pods seen", pods),
+    ]
+
+
 def check(config: Config) -> int:
     backend, reason = backend_from(config)
     # read every expensive value on both cycles: check is about what the GPU can report
@@ -57,7 +81,7 @@ def check(config: Config) -> int:
     if not snap.devices:
         print("no device found")
         return 1
-    for d in snap.devices:
+    for position, d in enumerate(snap.devices):
         info = d.info
         print(f"\nGPU {info.index}: {info.name}  {info.uuid}  bus {info.pci_bus_id}")
         print(
@@ -134,6 +158,9 @@ def check(config: Config) -> int:
             ),
             ("recommendation", d.waste.advice.text if d.waste.advice else "-"),
         ]
+        page = backend.page(position) if isinstance(backend, DcgmBackend) else None
+        if page is not None:
+            rows += _dcgm_rows(page)
         for label, value in rows:
             print(f"  {label:<22} {value}")
     return 0

@@ -51,6 +51,7 @@ FLAG_KEYS = {
     "replay": "backend.replay.files",
     "replay_speed": "backend.replay.speed",
     "replay_loop": "backend.replay.loop",
+    "dcgm_url": "backend.dcgm.url",
     "collect_interval": "collect.interval_seconds",
     "device_timeout": "collect.device_timeout_seconds",
     "energy_anchor_interval": "collect.energy_anchor_seconds",
@@ -74,7 +75,11 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="TLS and basic auth, in the Prometheus exporter-toolkit format",
     )
-    g.add_argument("--backend", choices=["auto", "nvml", "sim", "replay"])
+    g.add_argument(
+        "--backend",
+        choices=["auto", "nvml", "sim", "replay", "dcgm"],
+        help="where readings come from (auto: nvml when a GPU answers, else sim; never dcgm)",
+    )
     g.add_argument("--scenario", type=Path, help="sim scenario YAML (default: embedded demo)")
     g.add_argument("--seed", type=int, help="sim random seed (default: the scenario's)")
     g.add_argument("--replay", type=Path, nargs="+", metavar="FILE", help="recordings to replay")
@@ -84,6 +89,11 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="loop recordings (default) or hold the last sample",
+    )
+    g.add_argument(
+        "--dcgm-url",
+        metavar="URL",
+        help="dcgm-exporter's page for --backend dcgm (default http://127.0.0.1:9400/metrics)",
     )
     g.add_argument("--collect-interval", type=float, metavar="SECONDS")
     g.add_argument("--device-timeout", type=float, metavar="SECONDS")

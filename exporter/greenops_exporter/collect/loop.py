@@ -23,7 +23,14 @@ from ..analysis.attribution import ExpiringTotals, PodKey
 from ..analysis.carbon import ForecastPoint, GreenestWindow, greenest_window
 from ..analysis.host import HostSample
 from ..analysis.inference import InferenceAccount
-from ..backends.base import Backend, BackendUnavailable, DeviceReadError, Reading, ReadPlan
+from ..backends.base import (
+    Backend,
+    BackendUnavailable,
+    DeviceReadError,
+    Reading,
+    ReadPlan,
+    RemoteBackend,
+)
 from ..sources.base import PolledSource
 from ..sources.carbon_intensity import CarbonChain, CarbonReading
 from ..sources.inference import InferenceSource
@@ -184,12 +191,13 @@ class Collector:
                 binding.account.add_energy(*self._binding_share(binding))
                 binding.account.observe(binding.source.value, now)
         self._cycles += 1
+        backend_up, backend_errors = self._backend_health()
         self.snapshot = Snapshot(
             backend=self.backend.name,
             backend_reason=self.backend_reason,
-            backend_up=self._opened,
+            backend_up=backend_up,
             devices=tuple(d.snapshot() for d in self._devices),
-            backend_errors=MappingProxyType(dict(self._backend_errors)),
+            backend_errors=MappingProxyType(backend_errors),
             cycles_total=self._cycles,
             skipped_cycles_total=self.skipped_cycles,
             cycle_seconds=time.perf_counter() - started,
@@ -212,6 +220,18 @@ class Collector:
             host=self.host.snapshot() if self.host is not None else None,
         )
         return self.snapshot
+
+    def _backend_health(self) -> tuple[bool, dict[str, int]]:
+        """Opened is up, unless the backend reads another process that can fail later (the
+        dcgm-exporter page): then its last answer says, and the devices follow its page."""
+        errors = dict(self._backend_errors)
+        if not self._opened or not isinstance(self.backend, RemoteBackend):
+            return self._opened, errors
+        for index, state in enumerate(self._devices):
+            state.info = self.backend.device_info(index)
+        health = self.backend.health()
+        errors.update(health.errors)
+        return health.up, errors
 
     def _greenest_window(self) -> GreenestWindow | None:
         forecast = self.carbon.forecast()

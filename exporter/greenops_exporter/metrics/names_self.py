@@ -15,26 +15,30 @@ BUILD_INFO = gauge(
 )
 BACKEND_INFO = gauge(
     "greenops_backend_info",
-    "Where readings come from (nvml, sim, replay) and why it was chosen; always 1.",
+    "Where readings come from (nvml, dcgm, sim, replay) and why it was chosen; always 1.",
     "backend",
     "reason",
     gpu=False,
 )
 BACKEND_UP = gauge(
     "greenops_backend_up",
-    "1 when the backend started (NVML loaded, scenario or recording read), else 0; the "
-    "exporter retries and keeps serving its own metrics meanwhile.",
+    "1 when the backend started (NVML loaded, scenario or recording read) and, for dcgm, "
+    "dcgm-exporter's page was read on the last cycle; else 0. The exporter retries and "
+    "keeps serving its own metrics meanwhile.",
     gpu=False,
 )
 BACKEND_ERRORS = counter(
     "greenops_backend_errors_total",
-    "Failures of the backend as a whole by operation (open).",
+    "Failures of the backend as a whole by operation (open; for dcgm also fetch: the page "
+    "did not come within its deadline or not with 200, and parse: it was no dcgm-exporter "
+    "page).",
     "operation",
     gpu=False,
 )
 COLLECTOR_ERRORS = counter(
     "greenops_collector_errors_total",
-    "Failed reads by NVML call (or 'deadline' when a read missed its deadline).",
+    "Failed reads by NVML call (or 'deadline' when a read missed its deadline; for dcgm: "
+    "fetch, parse, or missing when the GPU was not on the page).",
     "call",
 )
 COLLECTION_CYCLES = counter(
