@@ -148,23 +148,36 @@ def r(t: float, watts: float, counter: float | None = None, instant: bool = True
     )
 
 
-def test_meter_spreads_each_anchors_correction_over_the_next_interval() -> None:
-    m = EnergyMeter(spread_seconds=2.0)
+def test_meter_spreads_each_anchors_correction_over_the_observed_interval() -> None:
+    m = EnergyMeter()
     assert m.update(r(0, 100, counter=1000)) == 0
     assert m.update(r(1, 100)) == pytest.approx(100)
     assert m.update(r(2, 100)) == pytest.approx(100)
-    # the counter says 250 J went by, not 300: 50 J come off over the next 2 s, never held
+    # the counter says 250 J went by, not 300: 50 J come off over the next 3 s (as long
+    # as the last interval between anchors took), never held
     assert m.update(r(3, 100, counter=1250)) == pytest.approx(100)
     assert m.source is EnergySource.COUNTER
-    assert m.update(r(4, 100)) == pytest.approx(75)
-    assert m.update(r(5, 100)) == pytest.approx(75)
-    assert m.update(r(6, 100)) == pytest.approx(100)
-    assert m.total_joules == pytest.approx(550)  # = the counter's 250 J + 3 s of 100 W
-    exact = EnergyMeter(spread_seconds=0.0)  # no spreading: exact at every anchor
+    for t in (4, 5, 6):
+        assert m.update(r(t, 100)) == pytest.approx(100 - 50 / 3)
+    assert m.update(r(7, 100)) == pytest.approx(100)
+    assert m.total_joules == pytest.approx(650)  # = the counter's 250 J + 4 s of 100 W
+    exact = EnergyMeter()  # anchors on consecutive readings: each cycle's own correction
     exact.update(r(0, 100, counter=1000))
-    exact.update(r(1, 100))
-    assert exact.update(r(2, 100, counter=1260)) == pytest.approx(160)
+    assert exact.update(r(1, 100, counter=1090)) == pytest.approx(90)
+    assert exact.update(r(2, 100, counter=1260)) == pytest.approx(170)
     assert exact.total_joules == pytest.approx(260)
+
+
+def test_meter_anchored_every_cycle_is_exact_at_every_reading() -> None:
+    """dcgm-exporter's page carries the counter on every reading (as NVML does with an
+    anchor interval of 0): each correction belongs to the cycle that just ended, so the
+    exported total equals the counter's at every reading, with no lag and no smoothing."""
+    m = EnergyMeter()
+    counter = 0.0
+    for t in range(60):
+        counter += 200.0 if t % 2 else 100.0  # swinging power the trapezoid misses
+        m.update(r(t, 120, counter=counter))
+        assert m.total_joules == pytest.approx(counter - 100.0)  # the first only anchors
 
 
 def test_meter_without_counter_uses_instant_then_average_power() -> None:

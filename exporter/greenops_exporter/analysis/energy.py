@@ -59,23 +59,29 @@ class EnergyMeter:
     power samples cost under 0.1 ms a cycle. Between counter reads (anchors) the meter
     integrates the samples (else instant power, else averaged power). At each anchor it
     learns how far the exported total is from the counter's truth, and spreads that
-    correction evenly over the next `spread_seconds` instead of jumping or holding: a
-    window that follows an anchor then carries only its share of the error, and the
-    exported total never decreases. A counter that goes backwards is a driver reset: that
+    correction evenly over as long as the last interval between anchors took, instead of
+    jumping or holding: a window that follows an anchor then carries only its share of
+    the error, and the exported total never decreases. Spreading over the interval
+    actually observed (not a configured one) keeps the meter right whatever the anchor
+    cadence: every 30 s for NVML's dear counter, every cycle where dcgm-exporter's page
+    carries the counter each time. Where two anchors are consecutive readings the
+    correction belongs to exactly the cycle that just ended, so it is applied at once:
+    the meter is then exact at every reading. A counter that goes backwards is a driver reset: that
     interval keeps its integrated estimate and the counter is re-anchored.
 
     The total starts at 0 when the exporter starts watching, like any Prometheus counter.
     """
 
-    def __init__(self, spread_seconds: float = 30.0) -> None:
-        self.spread_seconds = spread_seconds
+    def __init__(self) -> None:
         self.total_joules = 0.0  # what is exported: monotonic
         self.source = EnergySource.NONE
         self.resets = 0
         self._target = 0.0  # where the total should stand, as of the last anchor's cycle
         self._pending = 0.0  # correction not yet applied (J, either sign)
         self._rate = 0.0  # correction applied per second
+        self._at_once = False  # a correction left from consecutive anchors: apply it all
         self._anchor_counter: float | None = None
+        self._anchor_time = 0.0
         self._previous: Reading | None = None
         self._last_sample: tuple[float, float] | None = None
 
@@ -110,7 +116,7 @@ class EnergyMeter:
                 else EnergySource.NONE
             )
         # the correction learnt at the last anchor, a share per second, never overshooting
-        if self.spread_seconds <= 0:
+        if self._at_once:
             chunk = self._pending
         elif self._pending > 0:
             chunk = min(self._rate * dt, self._pending)
@@ -130,13 +136,20 @@ class EnergyMeter:
             else:
                 self.resets += 1
                 self._target = self.total_joules + self._pending
-            self._anchor_counter = counter
+            observed = reading.timestamp - self._anchor_time
+            consecutive = previous is not None and previous.energy_counter_joules is not None
+            self._anchor_counter, self._anchor_time = counter, reading.timestamp
             self._pending = self._target - self.total_joules
-            self._rate = self._pending / self.spread_seconds if self.spread_seconds > 0 else 0.0
-            if self.spread_seconds <= 0 and self._pending > 0:  # no spreading: exact now
-                added += self._pending
-                self.total_joules += self._pending
-                self._pending = 0.0
+            spread = not consecutive and observed > 0
+            self._rate = self._pending / observed if spread else 0.0
+            if not spread:  # exact now, as far as this cycle's own energy allows a cut
+                take = max(self._pending, -added)
+                added += take
+                self.total_joules += take
+                self._pending -= take
+                self._at_once = True
+            else:
+                self._at_once = False
         return added
 
 

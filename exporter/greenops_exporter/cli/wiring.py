@@ -41,13 +41,10 @@ def hostname_label(config: Config) -> str | None:
 
 def settings_from(config: Config) -> CollectSettings:
     c = config.collect
-    # dcgm-exporter's page carries the energy counter every time: every reading is an
-    # anchor, so the meter is exact at each one instead of spreading corrections forward
-    anchor = 0.0 if config.backend.kind == "dcgm" else c.energy_anchor_seconds
     return CollectSettings(
         interval_seconds=c.interval_seconds,
         device_timeout_seconds=c.timeout,
-        energy_anchor_seconds=anchor,
+        energy_anchor_seconds=c.energy_anchor_seconds,
         process_utilization=c.process_utilization,
         backend_retry_seconds=c.backend_retry_seconds,
         gpm=config.collectors.gpm,

@@ -71,7 +71,7 @@ class DeviceState:
             totals(),
             totals(),
             totals(),
-            meter=EnergyMeter(spread_seconds=s.energy_anchor_seconds),
+            meter=EnergyMeter(),
         )
 
     def count(self, call: str) -> None:
