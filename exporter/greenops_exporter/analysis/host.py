@@ -25,8 +25,7 @@ from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..sources.cputime import CpuSample, ProcessCpu
-from ..sources.rapl import Zone, ZoneSample
+from ..sources.readings import CpuSample, ProcessCpu, Zone, ZoneSample
 
 SPLIT_ZONES = ("package", "dram")
 ESTIMATE_ID = "estimate"  # the zone id of the package estimate

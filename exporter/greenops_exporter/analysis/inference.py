@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..sources.inference import Counts, InferenceValue
+from ..sources.readings import Counts, InferenceValue
 from .carbon import sci
 
 

@@ -21,7 +21,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from .. import __version__
-from ..collect import Snapshot
+from ..collect.snapshot import Snapshot
 from .families import Families, Labels, render
 from .names import COLLECTOR_NAMES
 

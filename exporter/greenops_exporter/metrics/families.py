@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..analysis.bottleneck import BottleneckClass
 from ..backends.base import Capability
-from ..collect import DeviceSnapshot, Snapshot
+from ..collect.snapshot import DeviceSnapshot, Snapshot
 from .host import render_host
 from .names import (
     BOTTLENECK,

@@ -9,23 +9,11 @@ Blocking reads: the collection calls this from its worker threads. psutil honour
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 import psutil
 
-
-@dataclass(frozen=True, slots=True)
-class ProcessCpu:
-    create_time: float  # with the pid, tells a reused pid from the process seen before
-    seconds: float  # user + system of all the process's threads
-
-
-@dataclass(frozen=True, slots=True)
-class CpuSample:
-    busy_seconds: float  # summed over all CPUs since boot
-    total_seconds: float
-    processes: Mapping[int, ProcessCpu] = field(default_factory=dict)
+from .readings import CpuSample, ProcessCpu
 
 
 def machine_seconds() -> tuple[float, float]:

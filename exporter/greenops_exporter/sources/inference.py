@@ -25,15 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from .base import HttpSource, RetryAfter, SourceError
+from .readings import Counts, InferenceValue
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    requests: float = 0.0
-    prompt_tokens: float = 0.0
-    generation_tokens: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +119,6 @@ def parse_counts(text: str, spec: CounterSpec, default_model: str) -> Mapping[st
     if "requests" not in seen:
         raise SourceError(f"metric {spec.requests} is missing")
     return MappingProxyType({model: Counts(**values) for model, values in totals.items()})
-
-
-@dataclass(frozen=True, slots=True)
-class InferenceValue:
-    counts: Mapping[str, Counts]
-    fetched_at: float  # the source's monotonic clock
-    reset: bool = False
 
 
 class InferenceSource(HttpSource[InferenceValue]):

@@ -18,23 +18,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .readings import Zone, ZoneSample
+
 ZONE_DIR = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 ROOT_ONLY = (
     "energy_uj is readable by root only since CVE-2020-8694: run the exporter as root "
     "(uid 0 needs no capability) or grant CAP_DAC_READ_SEARCH"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Zone:
-    """One RAPL zone: `zone` is the kernel's name without its index (package, dram, core,
-    uncore, psys); `package` is the socket it belongs to, "" for platform-wide psys."""
-
-    id: str  # the directory name, intel-rapl:0:1: unique on a node
-    path: Path
-    zone: str
-    package: str
-    max_energy_range_uj: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +44,6 @@ class Discovery:
     zones: tuple[Zone, ...] = ()
     unreadable: tuple[UnreadableZone, ...] = ()
     problem: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneSample:
-    id: str
-    energy_uj: int | None  # None when this cycle's read failed
-    error: str = ""
 
 
 def read_energy_uj(zone_path: Path) -> int:
