@@ -12,7 +12,7 @@ from ..analysis.footprint import FootprintSettings
 from ..analysis.inference import InferenceAccount
 from ..backends import choose_backend
 from ..backends.base import Backend, DeviceInfo
-from ..backends.sim import ScenarioError
+from ..backends.scenario import ScenarioError
 from ..collect import CollectSettings, InferenceBinding
 from ..collect.settings import HostSettings
 from ..config import Config, ConfigError, secret
