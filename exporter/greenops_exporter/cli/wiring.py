@@ -27,7 +27,6 @@ from ..sources.carbon_intensity import (
     WattTime,
 )
 from ..sources.cgroups import CgroupReader
-from ..sources.inference import KINDS, CounterSpec, InferenceSource
 
 if TYPE_CHECKING:
     from ..sources.kubelet import ProcessIdentifier
@@ -168,6 +167,11 @@ def footprint_resolver(config: Config) -> Callable[[DeviceInfo], FootprintSettin
 
 
 def inference_from(config: Config) -> list[InferenceBinding]:
+    if not config.inference.sources:
+        return []
+    # only where a server is configured: its text parser is 2 MiB of a node's RSS
+    from ..sources.inference import KINDS, CounterSpec, InferenceSource
+
     bindings = []
     for c in config.inference.sources:
         spec = KINDS.get(c.kind) or CounterSpec(

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..analysis.attribution import ExpiringTotals, PodKey
 from ..analysis.carbon import ForecastPoint, GreenestWindow, greenest_window
@@ -33,12 +33,14 @@ from ..backends.base import (
 )
 from ..sources.base import PolledSource
 from ..sources.carbon_intensity import CarbonChain, CarbonReading
-from ..sources.inference import InferenceSource
 from .clock import FixedRate
 from .device import DeviceState, ProcessIdentifier
 from .host import HostCollection
 from .settings import CollectSettings
 from .snapshot import InferenceSnapshot, Snapshot
+
+if TYPE_CHECKING:  # loaded only where an inference server is configured (cli/wiring.py)
+    from ..sources.inference import InferenceSource
 
 log = logging.getLogger(__name__)
 
