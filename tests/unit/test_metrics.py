@@ -6,6 +6,8 @@ import asyncio
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,6 +18,7 @@ from greenops_exporter.backends.sim import load_scenario
 from greenops_exporter.collect import Collector, Snapshot
 from greenops_exporter.metrics import ALL_METRICS, Exposition, SnapshotCollector
 from greenops_exporter.metrics import families as families_module
+from greenops_exporter.metrics.encode import format_value
 from helpers import run_sim
 
 UNIT_SUFFIXES = (
@@ -87,6 +90,20 @@ def test_fast_encoder_writes_what_client_python_writes() -> None:
     a = {k: v for k, v in _parsed(om_families(ours_om)).items() if k not in strip}
     b = {k: v for k, v in _parsed(om_families(theirs_om)).items() if k not in strip}
     assert a == b and len(a) > 40
+
+
+@given(st.floats() | st.sampled_from([1e6, -1e6, 999999.9999, 1e6 + 0.5, 1e-05, -0.0, 1e16]))
+def test_values_are_written_as_client_python_writes_them(value: float) -> None:
+    """The fast path (Python's repr below a million) and the slow one agree with
+    floatToGoString at every magnitude, at the boundary, and for NaN and infinities."""
+    from prometheus_client.utils import floatToGoString
+
+    assert format_value(value) == floatToGoString(value)
+    body = Exposition(None).encode(
+        Snapshot(backend="sim", backend_up=True, backend_reason="", cycle_seconds=value)
+    )
+    [line] = [x for x in body.decode().splitlines() if x.startswith("greenops_collection_dur")]
+    assert line.split()[-1] == floatToGoString(value)
 
 
 def test_series_prefixes_of_gone_series_are_forgotten() -> None:

@@ -47,6 +47,8 @@ def _series_prefix(name: str, label_names: Labels, labels: Labels) -> str:
 
 def format_value(value: float) -> str:
     """Go's float format, as Prometheus writes it (client_python's floatToGoString)."""
+    if -math.inf < value < 1e6:  # nearly every value: Python's repr is Go's (NaN fails)
+        return repr(value)
     if value != value:
         return "NaN"
     if value in (math.inf, -math.inf):
@@ -55,7 +57,7 @@ def format_value(value: float) -> str:
     dot = text.find(".")
     if value > 0 and dot > 6:  # Go switches to an exponent sooner than Python
         mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+0{dot - 1}"
+        return f"{mantissa}e+{dot - 1:02d}"
     return text
 
 
@@ -109,14 +111,15 @@ class Exposition:
                     spec.name, spec.kind, spec.help, openmetrics
                 )
             parts.append(header)
-            label_names = family.label_names
+            label_names, name = family.label_names, spec.name
             for labels, value in family.series:
-                key = (spec.name, labels)
+                key = (name, labels)
                 prefix = old.get(key)
                 if prefix is None:
-                    prefix = _series_prefix(spec.name, label_names, labels)
+                    prefix = _series_prefix(name, label_names, labels)
                 new[key] = prefix
-                parts.append(prefix + format_value(value) + "\n")
+                text = repr(value) if -1e6 < value < 1e6 else format_value(value)
+                parts.append(f"{prefix}{text}\n")
         if not names:  # a filtered encoding must not forget the other series
             self._prefixes = new
         return "".join(parts)

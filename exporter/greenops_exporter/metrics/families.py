@@ -126,6 +126,7 @@ class Families:
     def __init__(self, hostname: str | None) -> None:
         self.hostname = hostname
         self.by_name: dict[str, Family] = {}
+        self._gpu_labels: dict[int, Labels] = {}  # by device index: built once a render
 
     def add(
         self,
@@ -141,14 +142,20 @@ class Families:
             family = self.by_name[spec.name] = Family(spec, spec.label_names(self.hostname))
         if spec.gpu:
             assert device is not None
-            info = device.info
-            if self.hostname is not None:
-                labels = (self.hostname, str(info.index), info.uuid, *labels)
-            else:
-                labels = (str(info.index), info.uuid, *labels)
+            index = device.info.index
+            prefix = self._gpu_labels.get(index)
+            if prefix is None:
+                prefix = self._gpu_labels[index] = self._device_labels(device)
+            labels = prefix + labels
         elif spec.node and self.hostname is not None:
             labels = (self.hostname, *labels)
         family.series.append((labels, float(value)))
+
+    def _device_labels(self, device: DeviceSnapshot) -> Labels:
+        info = device.info
+        if self.hostname is not None:
+            return (self.hostname, str(info.index), info.uuid)
+        return (str(info.index), info.uuid)
 
 
 def _render_gpu(out: Families, d: DeviceSnapshot) -> None:
