@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..sources.readings import ForecastPoint
+
 JOULES_PER_KWH = 3.6e6
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
-LB_PER_MWH_TO_G_PER_KWH = 0.45359237  # 1 lb = 453.59237 g; 1 MWh = 1000 kWh
 
 
 def operational_grams(joules: float, pue: float, grams_per_kwh: float) -> float:
@@ -51,12 +52,6 @@ def energy_cost(joules: float, pue: float, price_per_kwh: float) -> float:
 
 def rental_cost(seconds: float, price_per_hour: float) -> float:
     return seconds / 3600.0 * price_per_hour
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastPoint:
-    start: datetime
-    grams_per_kwh: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.attribution import ExpiringTotals, PodKey
-from ..analysis.carbon import ForecastPoint, GreenestWindow, greenest_window
+from ..analysis.carbon import GreenestWindow, greenest_window
 from ..analysis.host import HostSample
 from ..analysis.inference import InferenceAccount
 from ..backends.base import (
@@ -33,6 +33,7 @@ from ..backends.base import (
 )
 from ..sources.base import PolledSource
 from ..sources.carbon_intensity import CarbonChain, CarbonReading
+from ..sources.readings import ForecastPoint
 from .clock import FixedRate
 from .device import DeviceState, ProcessIdentifier
 from .host import HostCollection

@@ -18,9 +18,10 @@ from typing import Any
 
 import aiohttp
 
-from ..analysis.carbon import LB_PER_MWH_TO_G_PER_KWH, ForecastPoint
 from .base import HttpSource, RetryAfter, SourceError
+from .readings import ForecastPoint
 
+LB_PER_MWH_TO_G_PER_KWH = 0.45359237  # WattTime's unit: 1 lb = 453.59237 g; 1 MWh = 1000 kWh
 WORLD_FALLBACK = 475.0  # gCO2e/kWh, IEA world average electricity (the usual fallback)
 
 

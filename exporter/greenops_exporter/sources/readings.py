@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 
@@ -55,3 +56,11 @@ class ZoneSample:
     id: str
     energy_uj: int | None  # None when this cycle's read failed
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastPoint:
+    """A carbon-intensity forecast's value from `start` on (g CO2e per kWh)."""
+
+    start: datetime
+    grams_per_kwh: float
