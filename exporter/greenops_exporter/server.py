@@ -3,8 +3,10 @@
 Nothing here reads a GPU: handlers look only at the collection loop's last Snapshot.
 /metrics is encoded when someone asks, once per Snapshot and format, in a worker thread
 (never on the event loop); scrapers that arrive meanwhile share that one encoding, and a
-cycle nobody scrapes costs no encoding at all. aiohttp compresses when the scraper
-accepts gzip.
+cycle nobody scrapes costs no encoding at all. A scraper that keeps pace with collection
+(two cycles in a row scraped) gets the next body encoded as soon as its cycle ends, so its
+first scrape of a cycle does not wait for the encoding. aiohttp compresses when the
+scraper accepts gzip.
 """
 
 from __future__ import annotations
@@ -61,7 +63,30 @@ class ExpositionCache:
         self._snapshot = snapshot
         self._encoded_for: Snapshot | None = None
         self._bodies: dict[bool, asyncio.Future[bytes]] = {}
+        self._scraped: set[bool] = set()  # formats scraped (unfiltered) of _encoded_for
+        self._last_cycle: Snapshot | None = None
+        self._streak = {False: 0, True: 0}  # per format: cycles in a row that were scraped
         self.encodings = 0  # how many times a body was encoded (the benchmark reads it)
+
+    def cycle_ended(self, snapshot: Snapshot) -> None:
+        """After each collection cycle: encode the new Snapshot at once in the formats
+        whose scrapers kept pace (scraped each of the last two Snapshots). Prometheus
+        scraping every 15 s never does, so most cycles still cost no encoding; one scraping
+        every second finds its body ready instead of waiting ~2-4 ms (8 GPUs x 7 MIG)."""
+        kept_pace = self._encoded_for is self._last_cycle is not None
+        for fmt in self._streak:
+            self._streak[fmt] = self._streak[fmt] + 1 if kept_pace and fmt in self._scraped else 0
+        self._last_cycle = snapshot
+        ahead = [fmt for fmt, n in self._streak.items() if n >= 2]
+        if not ahead:
+            return
+        loop = asyncio.get_running_loop()
+        self._encoded_for, self._bodies, self._scraped = snapshot, {}, set()
+        for openmetrics in ahead:
+            self.encodings += 1
+            body = loop.run_in_executor(None, self._exposition.encode, snapshot, openmetrics)
+            body.add_done_callback(_retrieve)  # nobody may await it: no "never retrieved"
+            self._bodies[openmetrics] = body
 
     async def render(self, accept: str, names: list[str]) -> tuple[bytes, str]:
         openmetrics = "application/openmetrics-text" in accept
@@ -75,7 +100,8 @@ class ExpositionCache:
             )
             return body, content_type
         if current is not self._encoded_for:
-            self._encoded_for, self._bodies = current, {}
+            self._encoded_for, self._bodies, self._scraped = current, {}, set()
+        self._scraped.add(openmetrics)
         pending = self._bodies.get(openmetrics)
         if pending is None:
             self.encodings += 1
@@ -87,6 +113,11 @@ class ExpositionCache:
             if self._bodies.get(openmetrics) is pending:
                 del self._bodies[openmetrics]
             raise
+
+
+def _retrieve(body: asyncio.Future[bytes]) -> None:
+    if not body.cancelled():
+        body.exception()
 
 
 def make_app(

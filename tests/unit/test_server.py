@@ -135,6 +135,43 @@ def test_no_encoding_for_cycles_nobody_scrapes() -> None:
     serve(test)
 
 
+def test_a_scraper_that_keeps_pace_finds_its_body_encoded_when_the_cycle_ends() -> None:
+    """Scraped two cycles in a row: the next Snapshot is encoded as its cycle ends, and the
+    scrape that follows is served that body without encoding again; once scrapes thin out
+    to one every few cycles (Prometheus at 15 s), no cycle is encoded that nobody asks for."""
+
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        async def cycle() -> None:
+            clock.now += 1
+            cache.cycle_ended(await collector.collect_once())
+
+        async with ClientSession() as http:
+
+            async def cycles_seen() -> float:
+                async with http.get(base + "/metrics") as r:
+                    text = await r.text()
+                found = {f.name: f.samples[0].value for f in text_string_to_metric_families(text)}
+                return found["greenops_collection_cycles"]
+
+            for n in (1, 2):
+                await cycle()
+                assert await cycles_seen() == n
+            assert cache.encodings == 2
+            await cycle()  # two cycles scraped in a row: this one is encoded ahead
+            assert cache.encodings == 3
+            assert await cycles_seen() == 3 and cache.encodings == 3  # served, not re-encoded
+            for n in (4, 5, 6, 7, 8, 9):  # from now on a scrape every third cycle
+                await cycle()
+                if n % 3 == 0:
+                    assert await cycles_seen() == n
+            await asyncio.sleep(0.05)  # let any encoding started ahead finish
+            # cycle 4 was encoded ahead (3 was scraped, as were 1-2), then only the two
+            # scrapes (6, 9) encoded: 5, 7 and 8 nobody scraped and nobody encoded
+            assert cache.encodings == 6
+
+    serve(test)
+
+
 def test_concurrent_scrapes_share_one_encoding_per_format() -> None:
     async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
         clock.now += 1

@@ -110,6 +110,7 @@ async def serve_once(config: Config, stop: asyncio.Event) -> None:
 
     async def after_cycle(snapshot: Snapshot) -> None:
         today.observe(snapshot)
+        cache.cycle_ended(snapshot)
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
