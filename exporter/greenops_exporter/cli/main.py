@@ -63,22 +63,35 @@ FLAG_KEYS = {
 }
 
 
-def _config_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("configuration (flags override GREENOPS_* and the file)")
-    g.add_argument("--config", type=Path, help="YAML config file")
-    g.add_argument("--print-config", action="store_true", help="print the effective config")
-    g.add_argument("--listen-address", help="HOST:PORT or :PORT (default :9479)")
-    g.add_argument(
-        "--web.config.file",
-        dest="web_config_file",
-        type=Path,
-        metavar="FILE",
-        help="TLS and basic auth, in the Prometheus exporter-toolkit format",
+def _parent(title: str) -> tuple[argparse.ArgumentParser, Any]:
+    parent = argparse.ArgumentParser(add_help=False)
+    return parent, parent.add_argument_group(title)
+
+
+def _config_parent() -> argparse.ArgumentParser:
+    """Every command that reads the config: serve, check, record, measure, carbon commands."""
+    parent, g = _parent(
+        "configuration (flags override GREENOPS_* variables, which override the file)"
     )
+    g.add_argument(
+        "--config", type=Path, metavar="FILE", help="YAML config file (default: $GREENOPS_CONFIG)"
+    )
+    g.add_argument(
+        "--print-config", action="store_true", help="print the effective config and exit"
+    )
+    g.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="(default info)"
+    )
+    return parent
+
+
+def _backend_parent() -> argparse.ArgumentParser:
+    """Commands that read GPUs: serve, check, record, measure."""
+    parent, g = _parent("backend (where readings come from)")
     g.add_argument(
         "--backend",
         choices=["auto", "nvml", "sim", "replay", "dcgm"],
-        help="where readings come from (auto: nvml when a GPU answers, else sim; never dcgm)",
+        help="auto: nvml when a GPU answers, else sim; never dcgm (default auto)",
     )
     g.add_argument("--scenario", type=Path, help="sim scenario YAML (default: embedded demo)")
     g.add_argument("--seed", type=int, help="sim random seed (default: the scenario's)")
@@ -95,10 +108,62 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="dcgm-exporter's page for --backend dcgm (default http://127.0.0.1:9400/metrics)",
     )
-    g.add_argument("--collect-interval", type=float, metavar="SECONDS")
-    g.add_argument("--device-timeout", type=float, metavar="SECONDS")
-    g.add_argument("--energy-anchor-interval", type=float, metavar="SECONDS")
-    g.add_argument("--process-utilization", choices=["when_shared", "always", "never"])
+    return parent
+
+
+def _collect_parent() -> argparse.ArgumentParser:
+    """Commands that collect: serve, check, record, measure."""
+    parent, g = _parent("collection")
+    g.add_argument(
+        "--collect-interval",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between two reads of every GPU (default 1)",
+    )
+    g.add_argument(
+        "--device-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="deadline of one GPU's read; a late GPU is marked stale "
+        "(default 0.8 x the interval; must be shorter than the interval)",
+    )
+    g.add_argument(
+        "--energy-anchor-interval",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between reads of the energy counter, which anchors the energy "
+        "integrated from power (default 30; 0: every read)",
+    )
+    g.add_argument(
+        "--process-utilization",
+        choices=["when_shared", "always", "never"],
+        help="per-process utilisation reads (default when_shared)",
+    )
+    g.add_argument(
+        "--powercap-root", metavar="DIR", help="RAPL zones (default /sys/class/powercap)"
+    )
+    for name in COLLECTOR_NAMES:
+        g.add_argument(
+            f"--collector.{name}",
+            dest=f"collector_{name}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"collect and render the {name} metrics (default on)",
+        )
+    return parent
+
+
+def _server_parent() -> argparse.ArgumentParser:
+    """serve only: the HTTP server and the labels of its series."""
+    parent, g = _parent("server")
+    g.add_argument("--listen-address", help="HOST:PORT or :PORT (default :9479)")
+    g.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit format",
+    )
     g.add_argument(
         "--hostname-label",
         action=argparse.BooleanOptionalAction,
@@ -106,32 +171,38 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
         help="add a hostname label to every GPU series (default on)",
     )
     g.add_argument("--hostname", help="hostname label value (default $NODE_NAME or hostname)")
-    g.add_argument(
-        "--powercap-root", metavar="DIR", help="RAPL zones (default /sys/class/powercap)"
-    )
-    g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    for name in COLLECTOR_NAMES:
-        g.add_argument(
-            f"--collector.{name}",
-            dest=f"collector_{name}",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=f"render the {name} metrics (default on)",
-        )
+    return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greenops-exporter",
         description="GPU energy and efficiency exporter for Prometheus.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="serve is the default command: `greenops-exporter --listen-address :9479`\n"
+        "is `greenops-exporter serve --listen-address :9479`.\n"
+        "Each command lists its own flags: greenops-exporter COMMAND --help\n"
+        "(serve's flags: greenops-exporter serve --help).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="collect and serve /metrics (the default)")
-    _config_flags(serve)
-    check = sub.add_parser("check", help="show the backend, devices, capabilities, one read")
-    _config_flags(check)
-    rec = sub.add_parser("record", help="write live readings to a recording (fixtures format)")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    config, backend, collect = _config_parent(), _backend_parent(), _collect_parent()
+    reads = [config, backend, collect]  # commands that read GPUs
+    sub.add_parser(
+        "serve",
+        parents=[*reads, _server_parent()],
+        help="collect and serve /metrics (the default)",
+        description="Collect GPU readings and serve /metrics, /healthz, /readyz and /.",
+    )
+    sub.add_parser(
+        "check",
+        parents=reads,
+        help="show the backend, devices, capabilities and a read",
+        description="The backend chosen and why, each device, its capabilities and a read.",
+    )
+    rec = sub.add_parser(
+        "record", parents=reads, help="write live readings to a recording (fixtures format)"
+    )
     rec.add_argument("--duration", type=float, required=True, metavar="SECONDS")
     rec.add_argument(
         "--out",
@@ -139,8 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="output file; with several GPUs a name with {gpu} (trace_{gpu}.jsonl)",
     )
-    _config_flags(rec)
-    meas = sub.add_parser("measure", help="the energy and carbon of one command")
+    meas = sub.add_parser("measure", parents=reads, help="the energy and carbon of one command")
     meas.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
     meas.add_argument(
         "--csv",
@@ -154,22 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument(
         "--project-name", default="greenops", help="the CSV's project_name (default greenops)"
     )
-    _config_flags(meas)
     meas.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
-    green = sub.add_parser("greenest-window", help="when to start deferrable work")
+    green = sub.add_parser(
+        "greenest-window", parents=[config], help="when to start deferrable work"
+    )
     green.add_argument("--duration", default="4h", help="length of the job (4h, 90m, …)")
     green.add_argument("--within", default="24h", help="how far ahead it may start")
     green.add_argument("--zone", help="carbon zone (default: carbon.zone)")
-    _config_flags(green)
-    gate = sub.add_parser("carbon-gate", help="exit 0 when the grid is green enough, else 3")
+    gate = sub.add_parser(
+        "carbon-gate", parents=[config], help="exit 0 when the grid is green enough, else 3"
+    )
     gate.add_argument("--max-intensity", type=float, required=True, metavar="G_PER_KWH")
     gate.add_argument("--zone", help="carbon zone (default: carbon.zone)")
-    _config_flags(gate)
-    reg = sub.add_parser("regions", help="one job's carbon in each candidate region")
+    reg = sub.add_parser(
+        "regions", parents=[config], help="one job's carbon in each candidate region"
+    )
     reg.add_argument("--energy-kwh", type=float, required=True)
     reg.add_argument("--regions", help="comma-separated zones (default: all in the table)")
     reg.add_argument("--pue", type=float, default=None, help="default: carbon.pue")
-    _config_flags(reg)
     analyze = sub.add_parser("analyze", help="energy of windows of a recording, offline")
     analyze.add_argument("recording", type=Path)
     analyze.add_argument(
@@ -255,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         if args.print_config:
-            print(effective_yaml(config), end="")
+            from .wiring import effective_config
+
+            print(effective_yaml(effective_config(config)), end="")
             return 0
         if args.command == "check":
             from .check import check

@@ -1,0 +1,69 @@
+"""The command line: each command's flags, its help, --print-config, broken pipes."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import yaml
+
+from greenops_exporter.cli import build_parser, main
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_top_level_help_lists_each_command_and_where_serve_flags_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in _commands():
+        assert f"\n    {command}" in out, command
+    assert "serve --help" in out
+
+
+def test_every_serve_flag_says_what_it_does() -> None:
+    serve = _commands()["serve"]
+    for action in serve._actions:
+        if action.option_strings:
+            assert action.help and action.help != argparse.SUPPRESS, action.option_strings
+    flags = {flag for action in serve._actions for flag in action.option_strings}
+    assert {"--listen-address", "--backend", "--device-timeout", "--collector.gpm"} <= flags
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["regions", "--energy-kwh", "1", "--listen-address", ":1"],
+        ["carbon-gate", "--max-intensity", "100", "--backend", "sim"],
+        ["greenest-window", "--collect-interval", "2"],
+        ["check", "--listen-address", ":1"],
+        ["record", "--duration", "1", "--out", "x.jsonl", "--web.config.file", "w.yml"],
+        ["measure", "--hostname", "a", "--", "true"],
+    ],
+)
+def test_a_command_refuses_flags_that_mean_nothing_to_it(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_print_config_prints_the_values_in_effect(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NODE_NAME", "node-7")
+    assert main(["--backend", "sim", "--collect-interval", "2", "--print-config"]) == 0
+    tree = yaml.safe_load(capsys.readouterr().out)
+    assert tree["collect"]["device_timeout_seconds"] == 1.6  # 0.8 x the interval
+    assert tree["backend"]["sim"]["scenario"].endswith("scenarios/demo.yaml")
+    assert tree["backend"]["sim"]["seed"] == 42  # the embedded demo scenario's own seed
+    assert tree["labels"]["hostname_value"] == "node-7"
