@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -67,3 +70,30 @@ def test_print_config_prints_the_values_in_effect(
     assert tree["backend"]["sim"]["scenario"].endswith("scenarios/demo.yaml")
     assert tree["backend"]["sim"]["seed"] == 42  # the embedded demo scenario's own seed
     assert tree["labels"]["hostname_value"] == "node-7"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["regions", "--energy-kwh", "1"], 1),
+        (["--backend", "sim", "--print-config"], 1),
+        (["--help"], 0),  # argparse itself ignores a failed write of the help
+    ],
+)
+def test_a_pipe_closed_early_ends_quietly(args: list[str], code: int) -> None:
+    """`regions | head`: the reader is gone before the command writes; no traceback, no
+    '[Errno 32] Broken pipe', and Python's own exit status for EPIPE (1)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has already gone: every write fails with EPIPE
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "greenops_exporter", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == code

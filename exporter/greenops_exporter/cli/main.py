@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import (
+    CONFIG_ENV,
     AnalysisConfig,
     CollectorsConfig,
     Config,
@@ -61,6 +63,12 @@ FLAG_KEYS = {
     "powercap_root": "host.powercap_root",
     "log_level": "log_level",
 }
+
+# config key path -> the flag that sets it, for errors that say where a value came from
+FLAG_NAMES = {
+    key: "--web.config.file" if dest == "web_config_file" else "--" + dest.replace("_", "-")
+    for dest, key in FLAG_KEYS.items()
+} | {f"collectors.{name}": f"--collector.{name}" for name in COLLECTOR_NAMES}
 
 
 def _parent(title: str) -> tuple[argparse.ArgumentParser, Any]:
@@ -288,10 +296,24 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for key in ("backend.sim.scenario", "server.web_config_file"):
         if flags.get(key) is not None:
             flags[key] = str(flags[key])
-    return load_config(args.config, overrides=dotted_overrides(flags))
+    return load_config(args.config, overrides=dotted_overrides(flags), flags=FLAG_NAMES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. Output into a pipe closed early (`regions | head`) ends quietly, as
+    Python's docs recommend: stdout goes to devnull so that the exit's flush cannot fail."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here rather than at the interpreter's exit
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1  # what Python itself exits with on EPIPE
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (
         args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
@@ -302,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            analysis = load_config(args.config).analysis if args.config else AnalysisConfig()
+            named = args.config or os.environ.get(CONFIG_ENV)
+            analysis = load_config(args.config).analysis if named else AnalysisConfig()
             if (args.intensity is not None and args.intensity < 0) or args.pue < 1:
                 raise UsageError("--intensity must be >= 0 and --pue >= 1")
             from ..offline import analyze
@@ -357,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"greenops-exporter: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # main() ends quietly
     except OSError as exc:  # e.g. the listen address is taken
         print(f"greenops-exporter: {exc}", file=sys.stderr)
         return 1

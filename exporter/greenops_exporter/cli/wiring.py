@@ -76,7 +76,7 @@ def settings_from(config: Config) -> CollectSettings:
         gpm=config.collectors.gpm,
         processes=config.collectors.processes,
         mig=config.collectors.mig,
-        thresholds=config.analysis.bottleneck,
+        thresholds=config.analysis.bottleneck.thresholds(),
         waste=config.analysis.waste(),
         identity_expire_seconds=config.analysis.identity_expire_seconds,
         advice_window_seconds=config.analysis.advice_window_seconds,
