@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -97,3 +98,25 @@ def test_a_pipe_closed_early_ends_quietly(args: list[str], code: int) -> None:
         os.close(write_end)
     assert result.stderr == ""
     assert result.returncode == code
+
+
+def _gpu0(text: str) -> list[str]:
+    return text.split("\nGPU 0: ", 1)[1].split("\n\n", 1)[0].strip().splitlines()
+
+
+def test_the_readme_check_example_is_what_check_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's `check --backend sim` output against the real one: the same lines with the
+    same labels; the values that depend on time (energy, PCIe bytes, read time) may differ."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = readme.split("$ greenops-exporter check --backend sim\n", 1)[1].split("```", 1)[0]
+    assert main(["check", "--backend", "sim"]) == 0
+    real = capsys.readouterr().out
+    assert shown.splitlines()[0] == real.splitlines()[0]  # backend: sim (...)
+    want, got = _gpu0(shown), _gpu0(real)
+    assert want[:4] == got[:4]  # name, uuid, bus; architecture; (un)supported capabilities
+    assert [line[:25] for line in want] == [line[:25] for line in got]  # one read: its rows
+    rows = readme.splitlines()
+    table = next(line for line in rows if line.startswith("| `greenops-exporter check`"))
+    assert "one read" in table and "two reads" not in table
