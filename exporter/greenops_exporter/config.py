@@ -1,7 +1,7 @@
 """One typed config tree: YAML file, then GREENOPS_* environment variables, then flags.
 
-Validation is pydantic's (unknown keys forbidden), so every error can name its key path;
-the CLI turns a ConfigError into exit status 2.
+Validation is pydantic's (unknown keys forbidden), so every error can name its key path and
+where its value came from (config_sources); the CLI turns a ConfigError into exit status 2.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,9 +25,11 @@ from pydantic import (
 from .analysis.bottleneck import Thresholds
 from .analysis.waste import WasteSettings
 from .backends.base import ProcessUtilizationPolicy
+from .config_sources import CONFIG_ENV as CONFIG_ENV  # re-exported: the CLI's names
+from .config_sources import Origins, config_file, deep_merge, env_values
+from .config_sources import dotted_overrides as dotted_overrides
+from .config_sources import env_overrides as env_overrides
 from .validation import format_validation_error
-
-ENV_PREFIX = "GREENOPS_"
 
 
 class ConfigError(ValueError):
@@ -86,6 +88,17 @@ class CollectConfig(_Section):
     process_utilization: ProcessUtilizationPolicy = ProcessUtilizationPolicy.WHEN_SHARED
     backend_retry_seconds: float = Field(default=10.0, gt=0)
 
+    @model_validator(mode="after")
+    def _timeout_within_the_interval(self) -> CollectConfig:
+        """A read deadline past the interval would let a hung GPU delay the next cycle."""
+        timeout = self.device_timeout_seconds
+        if timeout is not None and timeout >= self.interval_seconds:
+            raise ValueError(
+                f"device_timeout_seconds: {timeout:g} s must be shorter than the collection "
+                f"interval collect.interval_seconds ({self.interval_seconds:g} s)"
+            )
+        return self
+
     @property
     def timeout(self) -> float:
         if self.device_timeout_seconds is not None:
@@ -93,8 +106,30 @@ class CollectConfig(_Section):
         return 0.8 * self.interval_seconds
 
 
+_T = Thresholds()
+Ratio = Annotated[float, Field(ge=0, le=1)]  # a share of the interval or of the GPU's peak
+
+
+class BottleneckConfig(_Section):
+    """`analysis.bottleneck`, checked here (Thresholds is a plain dataclass): the ratios are
+    shares (0..1), so -1 or 50 would switch a class off or on for every GPU."""
+
+    memory_dram_active: Ratio = _T.memory_dram_active
+    compute_sm_active: Ratio = _T.compute_sm_active
+    compute_tensor_active: Ratio = _T.compute_tensor_active
+    io_bytes_per_second: float = Field(default=_T.io_bytes_per_second, ge=0)
+    io_sm_active_max: Ratio = _T.io_sm_active_max
+    busy_activity: Ratio = _T.busy_activity
+    basic_memory_utilization: Ratio = _T.basic_memory_utilization
+    basic_compute_utilization: Ratio = _T.basic_compute_utilization
+    basic_io_memory_utilization_max: Ratio = _T.basic_io_memory_utilization_max
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(**self.model_dump())
+
+
 class AnalysisConfig(_Section):
-    bottleneck: Thresholds = Field(default_factory=Thresholds)
+    bottleneck: BottleneckConfig = Field(default_factory=BottleneckConfig)
     stranded_after_seconds: float = Field(default=600.0, ge=0)
     underutilization_target: float = Field(default=0.8, gt=0, le=1)
     underutilization_window_seconds: float = Field(default=300.0, gt=0)
@@ -297,85 +332,52 @@ def parse_listen_address(value: str) -> tuple[str, int]:
     except ValueError:
         raise ValueError(f"port must be a number, got {port_text!r}") from None
     if not 0 <= port <= 65535:
-        raise ValueError(f"port must be 0..65535, got {port}")
+        raise ValueError(f"port {port} is outside 0..65535")
     return host, port
-
-
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
-    node = tree
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = node[key] = {}
-        node = child
-    node[path[-1]] = value
-
-
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """GREENOPS_COLLECT__INTERVAL_SECONDS=2 -> {"collect": {"interval_seconds": 2}}.
-
-    Values are read as YAML scalars, so numbers, booleans and lists keep their types.
-    """
-    tree: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
-        if not path:
-            continue
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        _set_path(tree, path, value)
-    return tree
 
 
 def load_config(
     path: Path | None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Config:
-    """Merge file < environment < flags and validate once, naming the key path of any error."""
+    """Merge file < environment < flags and validate once. An error names the key path and
+    where its value came from: the file and line, the variable, or the flag (`flags` maps
+    the dotted keys of `overrides` to the flag that set them). Without `path` the file is
+    $GREENOPS_CONFIG's, if set."""
+    environ = os.environ if environ is None else environ
+    path, named = config_file(path, environ)
     data: dict[str, Any] = {}
+    origins = Origins()
     if path is not None:
         try:
             text = Path(path).read_text()
         except OSError as exc:
-            raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
+            raise ConfigError(f"config file {path}{named}: {exc.strerror or exc}") from exc
         try:
             loaded = yaml.safe_load(text)
+            origins.add_yaml(yaml.compose(text, Loader=yaml.SafeLoader), (), path)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"config file {path}{named}: not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: the top level must be a mapping")
+            raise ConfigError(f"config file {path}{named}: the top level must be a mapping")
         data = loaded or {}
-    data = _deep_merge(data, env_overrides(os.environ if environ is None else environ))
+    for name, key, value in env_values(environ):
+        origins.set(tuple(key), f"${name}", value)
+    data = deep_merge(data, env_overrides(environ))
     if overrides:
-        data = _deep_merge(data, overrides)
+        for dotted, flag in (flags or {}).items():
+            given: Any = overrides
+            for part in dotted.split("."):
+                given = given.get(part) if isinstance(given, Mapping) else None
+            if given is not None:
+                origins.set(tuple(dotted.split(".")), flag, given)
+        data = deep_merge(data, overrides)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from exc
-
-
-def dotted_overrides(pairs: Mapping[str, Any]) -> dict[str, Any]:
-    """{'collect.interval_seconds': 2} -> nested dict, dropping unset (None) flags."""
-    tree: dict[str, Any] = {}
-    for dotted, value in pairs.items():
-        if value is not None:
-            _set_path(tree, dotted.split("."), value)
-    return tree
+        raise ConfigError(format_validation_error(exc, origin=origins)) from exc
 
 
 def effective_yaml(config: Config) -> str:

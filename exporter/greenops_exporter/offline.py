@@ -106,7 +106,8 @@ def analyze(
     model = model_by_name(str(recording.identity.get("name", "")))
     reports = [
         analyze_window(
-            readings, cumulative, start, end, ops, model, analysis.bottleneck, analysis.waste()
+            readings, cumulative, start, end, ops, model,
+            analysis.bottleneck.thresholds(), analysis.waste(),
         )
         for start, end, ops in windows
     ]

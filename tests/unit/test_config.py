@@ -156,3 +156,107 @@ def test_auto_never_picks_dcgm() -> None:
     assert backend.name == "sim" and "dcgm" not in reason
     backend, _ = choose_backend("auto", nvml=FakeNvml())
     assert backend.name == "nvml"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("compute_sm_active", -1),
+        ("memory_dram_active", 1.5),
+        ("compute_tensor_active", -0.1),
+        ("io_sm_active_max", 2),
+        ("busy_activity", -1),
+        ("basic_memory_utilization", 60),
+        ("basic_compute_utilization", 1.01),
+        ("basic_io_memory_utilization_max", -0.5),
+        ("io_bytes_per_second", -1),
+    ],
+)
+def test_bottleneck_thresholds_out_of_range_are_refused(
+    tmp_path: Path, key: str, value: float
+) -> None:
+    """The ratios are shares (0..1): -1 or 60 would switch a class on or off for every GPU."""
+    path = write(tmp_path, f"analysis:\n  bottleneck:\n    {key}: {value}\n")
+    with pytest.raises(ConfigError, match=rf"analysis\.bottleneck\.{key}: Input should be"):
+        load_config(path, environ={})
+
+
+def test_bottleneck_config_covers_every_threshold(tmp_path: Path) -> None:
+    """Every classifier threshold can be set, and reaches the classifier."""
+    from dataclasses import fields
+
+    from greenops_exporter.analysis.bottleneck import Thresholds
+
+    names = [f.name for f in fields(Thresholds)]
+    text = "".join(f"    {name}: {0.01 * (i + 1)}\n" for i, name in enumerate(names))
+    config = load_config(write(tmp_path, f"analysis:\n  bottleneck:\n{text}"), environ={})
+    got = config.analysis.bottleneck.thresholds()
+    assert [getattr(got, n) for n in names] == [0.01 * (i + 1) for i in range(len(names))]
+    assert load_config(None, environ={}).analysis.bottleneck.thresholds() == Thresholds()
+
+
+def test_device_timeout_must_be_shorter_than_the_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A deadline past the interval lets one hung GPU push back the next cycle."""
+    assert main(["--collect-interval", "1", "--device-timeout", "1.5", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "device_timeout_seconds: 1.5 s must be shorter than" in err
+    assert "[from --device-timeout]" in err
+    assert main(["--collect-interval", "2", "--device-timeout", "1.5", "--print-config"]) == 0
+
+
+def test_errors_say_where_the_value_came_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        "collect:\n  interval_seconds: 2\n\n  energy_anchor_seconds: -1\n"
+        "carbon:\n  sources:\n    - kind: uk\n      url: http://x\n"
+        "    - kind: electricitymaps\n      url: http://y\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    message = str(err.value)
+    assert "collect.energy_anchor_seconds: Input should be greater than or equal to 0 " in message
+    assert f"(got -1) [from {path} line 4]" in message
+    assert "carbon.sources.1: Value error, zone: the electricitymaps source needs a zone" in message
+    assert f"(or region/location) [from {path} line 9]" in message
+    # the environment replaces the file's value, so the error names the variable
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={"GREENOPS_COLLECT__ENERGY_ANCHOR_SECONDS": "-2"})
+    assert "(got -2) [from $GREENOPS_COLLECT__ENERGY_ANCHOR_SECONDS]" in str(err.value)
+    # and a flag replaces both
+    monkeypatch.setenv("GREENOPS_COLLECT__ENERGY_ANCHOR_SECONDS", "-2")
+    assert main(["--config", str(path), "--energy-anchor-interval", "-3", "--print-config"]) == 2
+    assert "(got -3.0) [from --energy-anchor-interval]" in capsys.readouterr().err
+    # a check across keys names the key it is about
+    monkeypatch.delenv("GREENOPS_COLLECT__ENERGY_ANCHOR_SECONDS")
+    monkeypatch.setenv("GREENOPS_BACKEND__DCGM__TIMEOUT_SECONDS", "0.9")
+    assert main(["--backend", "dcgm", "--print-config"]) == 2
+    assert "[from $GREENOPS_BACKEND__DCGM__TIMEOUT_SECONDS]" in capsys.readouterr().err
+
+
+def test_greenops_config_names_the_file_and_the_flag_wins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_env = write(tmp_path, "collect:\n  interval_seconds: 7\n")
+    from_flag = tmp_path / "flag.yaml"
+    from_flag.write_text("collect:\n  interval_seconds: 3\n")
+    monkeypatch.setenv("GREENOPS_CONFIG", str(from_env))
+    assert main(["--print-config"]) == 0
+    assert "interval_seconds: 7.0" in capsys.readouterr().out
+    assert main(["--config", str(from_flag), "--print-config"]) == 0
+    assert "interval_seconds: 3.0" in capsys.readouterr().out
+    monkeypatch.setenv("GREENOPS_CONFIG", str(tmp_path / "gone.yaml"))
+    assert main(["--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"config file {tmp_path / 'gone.yaml'} (from $GREENOPS_CONFIG)" in err
+
+
+def test_a_value_is_shown_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """A validator's message that shows the value gets no second '(got ...)'."""
+    assert main(["--listen-address", "nonsense", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "expected HOST:PORT or :PORT, got 'nonsense'" in err
+    assert err.count("nonsense") == 1

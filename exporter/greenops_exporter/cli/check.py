@@ -1,4 +1,4 @@
-"""`check`: the backend chosen and why, each device, its capabilities and two reads."""
+"""`check`: the backend chosen and why, each device, its capabilities and one read."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +17,8 @@ from typing import Any
 
 from .. import __version__
 from ..config import (
+    CONFIG_ENV,
     AnalysisConfig,
-    CollectorsConfig,
     Config,
     ConfigError,
     dotted_overrides,
@@ -25,8 +26,15 @@ from ..config import (
     load_config,
 )
 from ..errors import UsageError
-
-COLLECTOR_NAMES = tuple(CollectorsConfig.model_fields)
+from .flags import (
+    COLLECTOR_NAMES,
+    FLAG_KEYS,
+    FLAG_NAMES,
+    backend_flags,
+    collect_flags,
+    config_flags,
+    server_flags,
+)
 
 log = logging.getLogger("greenops_exporter")
 
@@ -41,97 +49,36 @@ COMMANDS = (
     "regions",
 )
 
-# flag dest -> config key path
-FLAG_KEYS = {
-    "listen_address": "server.listen_address",
-    "web_config_file": "server.web_config_file",
-    "backend": "backend.kind",
-    "scenario": "backend.sim.scenario",
-    "seed": "backend.sim.seed",
-    "replay": "backend.replay.files",
-    "replay_speed": "backend.replay.speed",
-    "replay_loop": "backend.replay.loop",
-    "dcgm_url": "backend.dcgm.url",
-    "collect_interval": "collect.interval_seconds",
-    "device_timeout": "collect.device_timeout_seconds",
-    "energy_anchor_interval": "collect.energy_anchor_seconds",
-    "process_utilization": "collect.process_utilization",
-    "hostname_label": "labels.hostname",
-    "hostname": "labels.hostname_value",
-    "powercap_root": "host.powercap_root",
-    "log_level": "log_level",
-}
-
-
-def _config_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("configuration (flags override GREENOPS_* and the file)")
-    g.add_argument("--config", type=Path, help="YAML config file")
-    g.add_argument("--print-config", action="store_true", help="print the effective config")
-    g.add_argument("--listen-address", help="HOST:PORT or :PORT (default :9479)")
-    g.add_argument(
-        "--web.config.file",
-        dest="web_config_file",
-        type=Path,
-        metavar="FILE",
-        help="TLS and basic auth, in the Prometheus exporter-toolkit format",
-    )
-    g.add_argument(
-        "--backend",
-        choices=["auto", "nvml", "sim", "replay", "dcgm"],
-        help="where readings come from (auto: nvml when a GPU answers, else sim; never dcgm)",
-    )
-    g.add_argument("--scenario", type=Path, help="sim scenario YAML (default: embedded demo)")
-    g.add_argument("--seed", type=int, help="sim random seed (default: the scenario's)")
-    g.add_argument("--replay", type=Path, nargs="+", metavar="FILE", help="recordings to replay")
-    g.add_argument("--replay-speed", type=float, help="replay speed factor (default 1)")
-    g.add_argument(
-        "--replay-loop",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="loop recordings (default) or hold the last sample",
-    )
-    g.add_argument(
-        "--dcgm-url",
-        metavar="URL",
-        help="dcgm-exporter's page for --backend dcgm (default http://127.0.0.1:9400/metrics)",
-    )
-    g.add_argument("--collect-interval", type=float, metavar="SECONDS")
-    g.add_argument("--device-timeout", type=float, metavar="SECONDS")
-    g.add_argument("--energy-anchor-interval", type=float, metavar="SECONDS")
-    g.add_argument("--process-utilization", choices=["when_shared", "always", "never"])
-    g.add_argument(
-        "--hostname-label",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="add a hostname label to every GPU series (default on)",
-    )
-    g.add_argument("--hostname", help="hostname label value (default $NODE_NAME or hostname)")
-    g.add_argument(
-        "--powercap-root", metavar="DIR", help="RAPL zones (default /sys/class/powercap)"
-    )
-    g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    for name in COLLECTOR_NAMES:
-        g.add_argument(
-            f"--collector.{name}",
-            dest=f"collector_{name}",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=f"render the {name} metrics (default on)",
-        )
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greenops-exporter",
         description="GPU energy and efficiency exporter for Prometheus.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="serve is the default command: `greenops-exporter --listen-address :9479`\n"
+        "is `greenops-exporter serve --listen-address :9479`.\n"
+        "Each command lists its own flags: greenops-exporter COMMAND --help\n"
+        "(serve's flags: greenops-exporter serve --help).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="collect and serve /metrics (the default)")
-    _config_flags(serve)
-    check = sub.add_parser("check", help="show the backend, devices, capabilities, one read")
-    _config_flags(check)
-    rec = sub.add_parser("record", help="write live readings to a recording (fixtures format)")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    config, backend, collect = config_flags(), backend_flags(), collect_flags()
+    reads = [config, backend, collect]  # commands that read GPUs
+    sub.add_parser(
+        "serve",
+        parents=[*reads, server_flags()],
+        help="collect and serve /metrics (the default)",
+        description="Collect GPU readings and serve /metrics, /healthz, /readyz and /.",
+    )
+    sub.add_parser(
+        "check",
+        parents=reads,
+        help="show the backend, devices, capabilities and a read",
+        description="The backend chosen and why, each device, its capabilities and a read.",
+    )
+    rec = sub.add_parser(
+        "record", parents=reads, help="write live readings to a recording (fixtures format)"
+    )
     rec.add_argument("--duration", type=float, required=True, metavar="SECONDS")
     rec.add_argument(
         "--out",
@@ -139,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="output file; with several GPUs a name with {gpu} (trace_{gpu}.jsonl)",
     )
-    _config_flags(rec)
-    meas = sub.add_parser("measure", help="the energy and carbon of one command")
+    meas = sub.add_parser("measure", parents=reads, help="the energy and carbon of one command")
     meas.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
     meas.add_argument(
         "--csv",
@@ -154,22 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument(
         "--project-name", default="greenops", help="the CSV's project_name (default greenops)"
     )
-    _config_flags(meas)
     meas.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
-    green = sub.add_parser("greenest-window", help="when to start deferrable work")
+    green = sub.add_parser(
+        "greenest-window", parents=[config], help="when to start deferrable work"
+    )
     green.add_argument("--duration", default="4h", help="length of the job (4h, 90m, …)")
     green.add_argument("--within", default="24h", help="how far ahead it may start")
     green.add_argument("--zone", help="carbon zone (default: carbon.zone)")
-    _config_flags(green)
-    gate = sub.add_parser("carbon-gate", help="exit 0 when the grid is green enough, else 3")
+    gate = sub.add_parser(
+        "carbon-gate", parents=[config], help="exit 0 when the grid is green enough, else 3"
+    )
     gate.add_argument("--max-intensity", type=float, required=True, metavar="G_PER_KWH")
     gate.add_argument("--zone", help="carbon zone (default: carbon.zone)")
-    _config_flags(gate)
-    reg = sub.add_parser("regions", help="one job's carbon in each candidate region")
+    reg = sub.add_parser(
+        "regions", parents=[config], help="one job's carbon in each candidate region"
+    )
     reg.add_argument("--energy-kwh", type=float, required=True)
     reg.add_argument("--regions", help="comma-separated zones (default: all in the table)")
     reg.add_argument("--pue", type=float, default=None, help="default: carbon.pue")
-    _config_flags(reg)
     analyze = sub.add_parser("analyze", help="energy of windows of a recording, offline")
     analyze.add_argument("recording", type=Path)
     analyze.add_argument(
@@ -204,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --as-exported: seconds between energy-counter reads (default 30)",
     )
+    for command in sub.choices.values():  # to say which command refuses a flag
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -216,21 +166,39 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for key in ("backend.sim.scenario", "server.web_config_file"):
         if flags.get(key) is not None:
             flags[key] = str(flags[key])
-    return load_config(args.config, overrides=dotted_overrides(flags))
+    return load_config(args.config, overrides=dotted_overrides(flags), flags=FLAG_NAMES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. Output into a pipe closed early (`regions | head`) ends quietly, as
+    Python's docs recommend: stdout goes to devnull so that the exit's flush cannot fail."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here rather than at the interpreter's exit
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1  # what Python itself exits with on EPIPE
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (
         args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
     ):
         args_list.insert(0, "serve")
     parser = build_parser()
-    args = parser.parse_args(args_list)
+    args, unknown = parser.parse_known_args(args_list)
+    if unknown:  # the command's own usage, not the top level's: `regions --listen-address`
+        command: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "analyze":
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            analysis = load_config(args.config).analysis if args.config else AnalysisConfig()
+            named = args.config or os.environ.get(CONFIG_ENV)
+            analysis = load_config(args.config).analysis if named else AnalysisConfig()
             if (args.intensity is not None and args.intensity < 0) or args.pue < 1:
                 raise UsageError("--intensity must be >= 0 and --pue >= 1")
             from ..offline import analyze
@@ -255,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         if args.print_config:
-            print(effective_yaml(config), end="")
+            from .wiring import effective_config
+
+            print(effective_yaml(effective_config(config)), end="")
             return 0
         if args.command == "check":
             from .check import check
@@ -283,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"greenops-exporter: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # main() ends quietly
     except OSError as exc:  # e.g. the listen address is taken
         print(f"greenops-exporter: {exc}", file=sys.stderr)
         return 1

@@ -38,6 +38,29 @@ def hostname_label(config: Config) -> str | None:
     return config.labels.hostname_value or os.environ.get("NODE_NAME") or socket.gethostname()
 
 
+def effective_config(config: Config) -> Config:
+    """The config with the values its defaults resolve to (`--print-config`): the device
+    timeout, the embedded scenario and its seed, the hostname label's value."""
+    from importlib import resources
+
+    from ..backends.sim import load_scenario
+
+    out = config.model_copy(deep=True)
+    out.collect.device_timeout_seconds = round(config.collect.timeout, 6)  # 0.8 x 0.1
+    sim = out.backend.sim
+    if config.backend.kind in ("auto", "sim"):
+        if sim.scenario is None:
+            demo = resources.files("greenops_exporter").joinpath("scenarios/demo.yaml")
+            sim.scenario = Path(str(demo))
+        if sim.seed is None:
+            try:
+                sim.seed = load_scenario(sim.scenario).seed
+            except ScenarioError as exc:
+                raise ConfigError(f"backend.sim.scenario: {exc}") from exc
+    out.labels.hostname_value = hostname_label(config)
+    return out
+
+
 def settings_from(config: Config) -> CollectSettings:
     c = config.collect
     return CollectSettings(
@@ -49,7 +72,7 @@ def settings_from(config: Config) -> CollectSettings:
         gpm=config.collectors.gpm,
         processes=config.collectors.processes,
         mig=config.collectors.mig,
-        thresholds=config.analysis.bottleneck,
+        thresholds=config.analysis.bottleneck.thresholds(),
         waste=config.analysis.waste(),
         identity_expire_seconds=config.analysis.identity_expire_seconds,
         advice_window_seconds=config.analysis.advice_window_seconds,

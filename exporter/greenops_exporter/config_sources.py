@@ -1,0 +1,122 @@
+"""Where config values come from: the YAML file (with each key's line), GREENOPS_* variables
+and flags, merged in that order, remembering which source set each key for error messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "GREENOPS_"
+CONFIG_ENV = "GREENOPS_CONFIG"  # the config file, under the flag --config
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[path[-1]] = value
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_values(environ: Mapping[str, str]) -> list[tuple[str, list[str], Any]]:
+    """(variable, key path, value) of each GREENOPS_* variable but GREENOPS_CONFIG."""
+    out = []
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((name, path, value))
+    return out
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """GREENOPS_COLLECT__INTERVAL_SECONDS=2 -> {"collect": {"interval_seconds": 2}}.
+
+    Values are read as YAML scalars, so numbers, booleans and lists keep their types.
+    GREENOPS_CONFIG is no key: it names the config file.
+    """
+    tree: dict[str, Any] = {}
+    for _, path, value in env_values(environ):
+        _set_path(tree, path, value)
+    return tree
+
+
+Key = tuple[str, ...]
+
+
+class Origins:
+    """Where each key's value came from (file and line, variable, flag), so that an error
+    can say where to fix it. A later source replaces what it overrides."""
+
+    def __init__(self) -> None:
+        self.where: dict[Key, str] = {}
+
+    def set(self, key: Key, origin: str, value: Any) -> None:
+        if not isinstance(value, dict):  # it replaces all below it; a mapping is merged
+            self.where = {k: v for k, v in self.where.items() if k[: len(key)] != key}
+        self._walk(key, origin, value)
+
+    def _walk(self, key: Key, origin: str, value: Any) -> None:
+        self.where[key] = origin
+        if isinstance(value, dict):
+            for name, sub in value.items():
+                self._walk((*key, str(name)), origin, sub)
+        elif isinstance(value, list):
+            for index, sub in enumerate(value):
+                self._walk((*key, str(index)), origin, sub)
+
+    def add_yaml(self, node: yaml.Node | None, key: Key, file: Path) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                child = (*key, str(key_node.value))
+                self.where[child] = f"{file} line {key_node.start_mark.line + 1}"
+                self.add_yaml(value_node, child, file)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = (*key, str(index))
+                self.where[child] = f"{file} line {item.start_mark.line + 1}"
+                self.add_yaml(item, child, file)
+
+    def __call__(self, key: Key) -> str | None:
+        for end in range(len(key), 0, -1):
+            if key[:end] in self.where:
+                return self.where[key[:end]]
+        return None
+
+
+def config_file(path: Path | None, environ: Mapping[str, str]) -> tuple[Path | None, str]:
+    """The config file: the flag's, else $GREENOPS_CONFIG's; and how it was named."""
+    if path is not None:
+        return path, ""
+    named = environ.get(CONFIG_ENV)
+    return (Path(named), f" (from ${CONFIG_ENV})") if named else (None, "")
+
+
+def dotted_overrides(pairs: Mapping[str, Any]) -> dict[str, Any]:
+    """{'collect.interval_seconds': 2} -> nested dict, dropping unset (None) flags."""
+    tree: dict[str, Any] = {}
+    for dotted, value in pairs.items():
+        if value is not None:
+            _set_path(tree, dotted.split("."), value)
+    return tree
