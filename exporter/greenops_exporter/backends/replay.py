@@ -20,6 +20,7 @@ from .base import (
     BackendUnavailable,
     Capability,
     DeviceInfo,
+    DeviceReadError,
     GpmReading,
     ProcessReading,
     Reading,
@@ -58,7 +59,8 @@ class Recording:
     path: Path
     readings: tuple[Reading, ...]
     phases: tuple[str, ...]  # the `phase` label of each sample ("" when absent)
-    identity: Mapping[str, Any]  # probe.json's `static` when one lies beside the file
+    identity: Mapping[str, Any]  # from the probe.json beside the file ({} without one)
+    probe: Path | None = None  # the probe.json the identity came from
 
     @property
     def times(self) -> list[float]:
@@ -250,14 +252,51 @@ def load_recording(path: Path) -> Recording:
             else r
             for r in readings
         ]
-    identity: Mapping[str, Any] = {}
-    probe = path.parent / "probe.json"
-    if probe.is_file():
-        try:
-            identity = json.loads(probe.read_text()).get("static", {})
-        except (OSError, ValueError):
-            identity = {}
-    return Recording(path, tuple(readings), tuple(phases), identity)
+    identity, probe = recording_identity(path)
+    return Recording(path, tuple(readings), tuple(phases), identity, probe)
+
+
+PROBE_FILE = "probe.json"
+
+
+def recording_identity(path: Path) -> tuple[Mapping[str, Any], Path | None]:
+    """The GPU's identity from the `probe.json` beside a recording: its `recordings` entry
+    for this file (written by `record`, one per GPU), else its `static` (the probe of a
+    single-GPU machine). ({}, None) when there is none: the model is then unknown."""
+    probe = path.parent / PROBE_FILE
+    if not probe.is_file():
+        return {}, None
+    try:
+        document = json.loads(probe.read_text())
+    except (OSError, ValueError) as exc:
+        raise RecordingError(f"{probe}: not a probe file: {exc}") from exc
+    if not isinstance(document, Mapping):
+        raise RecordingError(f"{probe}: not a probe file: expected a JSON object")
+    per_file = document.get("recordings")
+    if isinstance(per_file, Mapping) and isinstance(per_file.get(path.name), Mapping):
+        return per_file[path.name], probe
+    static = document.get("static")
+    if isinstance(static, Mapping):
+        return static, probe
+    return {}, None
+
+
+_ARCH_CODES = {"hopper": 9, "ada": 8, "ampere": 7}  # NVML's nvmlDeviceArchitecture_t
+
+
+def probe_static(info: DeviceInfo) -> dict[str, Any]:
+    """A device's identity in probe.json's `static` form (what replay and analyze read)."""
+    static: dict[str, Any] = {
+        "name": info.name,
+        "uuid": info.uuid,
+        "pci": {"busId": info.pci_bus_id},
+        "memory": {"total": info.memory_total_bytes},
+    }
+    if info.power_limit_watts is not None:
+        static["enforced_power_limit_mw"] = round(info.power_limit_watts * 1000)
+    if info.architecture in _ARCH_CODES:
+        static["arch"] = _ARCH_CODES[info.architecture]
+    return static
 
 
 def _capabilities(readings: tuple[Reading, ...]) -> frozenset[Capability]:
@@ -398,7 +437,7 @@ class ReplayBackend:
         self._clock = clock
         self._devices: list[_ReplayDevice] = []
         self._start = 0.0
-        self._ended_logged = False
+        self._ended: set[int] = set()
 
     def open(self) -> list[DeviceInfo]:
         if not self._files:
@@ -408,18 +447,38 @@ class ReplayBackend:
         except RecordingError as exc:
             raise BackendUnavailable(str(exc)) from exc
         self._start = self._clock()
+        self._ended = set()
         return [d.info for d in self._devices]
 
     def read(self, index: int, plan: ReadPlan) -> Reading:
         device = self._devices[index]
         elapsed = (self._clock() - self._start) * self._speed
-        if not self._loop and elapsed >= device.period and not self._ended_logged:
-            log.info("replay reached the end of its recordings; holding the last samples")
-            self._ended_logged = True
+        if not self._loop and elapsed >= device.period:
+            # past its last sample and that sample's interval: no reading is current any
+            # more, so the GPU goes stale (gauges gone, counters frozen, up 0) rather than
+            # holding a power that no energy follows
+            self._end(index, device)
+            raise DeviceReadError(
+                "recording_ended",
+                f"recording {device.recording.path} ended after "
+                f"{device.period:g} s (--no-replay-loop)",
+            )
         reading = device.at(elapsed, self._loop)
         if not plan.energy_counter and reading.energy_counter_joules is not None:
             reading = replace(reading, energy_counter_joules=None)
         return reading
+
+    def _end(self, index: int, device: _ReplayDevice) -> None:
+        if index in self._ended:
+            return
+        self._ended.add(index)
+        log.info(
+            "replay: recording %s (GPU %d) reached its end; its GPU is stale from now on",
+            device.recording.path,
+            index,
+        )
+        if len(self._ended) == len(self._devices):
+            log.info("replay: every recording has reached its end")
 
     def recording_times(self, index: int) -> list[float]:
         return self._devices[index].times
