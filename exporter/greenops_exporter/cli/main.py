@@ -132,12 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="show the backend, devices, capabilities, one read")
     _config_flags(check)
     rec = sub.add_parser("record", help="write live readings to a recording (fixtures format)")
-    rec.add_argument("--duration", type=float, required=True, metavar="SECONDS")
+    rec.add_argument(
+        "--duration",
+        required=True,
+        metavar="DURATION",
+        help="how long to record: 2s, 90m, 4h, 1h30m or plain seconds",
+    )
     rec.add_argument(
         "--out",
         required=True,
         metavar="FILE",
-        help="output file; with several GPUs a name with {gpu} (trace_{gpu}.jsonl)",
+        help="output file; with several GPUs FILE's stem + -gpuN + its suffix "
+        "(trace.jsonl -> trace-gpu0.jsonl, ...), or where {gpu} stands in the name",
     )
     _config_flags(rec)
     meas = sub.add_parser("measure", help="the energy and carbon of one command")
@@ -267,12 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ..offline import record
             from .wiring import backend_from, settings_from
 
-            if args.duration <= 0:
-                raise UsageError("--duration must be positive")
+            seconds = _duration_seconds("--duration", args.duration)
             backend, reason = backend_from(config)
-            return asyncio.run(
-                record(backend, reason, settings_from(config), args.duration, args.out)
-            )
+            return asyncio.run(record(backend, reason, settings_from(config), seconds, args.out))
         from .serve import serve
 
         asyncio.run(serve(config, reload=lambda: config_from_args(args)))
@@ -286,6 +289,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. the listen address is taken
         print(f"greenops-exporter: {exc}", file=sys.stderr)
         return 1
+
+
+def _duration_seconds(flag: str, text: str) -> float:
+    from ..carbon_commands import parse_duration
+
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except UsageError as exc:
+        raise UsageError(f"{flag} {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"{flag} {text!r}: must be positive")
+    return seconds
 
 
 def _carbon_command(args: argparse.Namespace, config: Config) -> int:
