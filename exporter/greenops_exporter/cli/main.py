@@ -329,7 +329,7 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
 
 def _measure(args: argparse.Namespace, config: Config) -> int:
     from .. import codecarbon
-    from ..measure import measure, report
+    from ..measure import CommandNotRun, measure, report
     from .wiring import backend_from, carbon_from, settings_from
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -341,11 +341,20 @@ def _measure(args: argparse.Namespace, config: Config) -> int:
         except codecarbon.CsvHeaderMismatch as exc:
             raise UsageError(str(exc)) from exc
     backend, reason = backend_from(config)
-    result = asyncio.run(
-        measure(
-            command, backend, reason, settings_from(config), carbon_from(config), config.carbon.pue
+    try:
+        result = asyncio.run(
+            measure(
+                command,
+                backend,
+                reason,
+                settings_from(config),
+                carbon_from(config),
+                config.carbon.pue,
+            )
         )
-    )
+    except CommandNotRun as exc:  # 127 or 126, as a shell exits
+        print(f"greenops-exporter: measure: {exc}", file=sys.stderr)
+        return exc.exit_code
     data = report(result, args.json)
     if args.csv is not None:
         codecarbon.append_csv(args.csv, codecarbon.csv_row(data, args.project_name))
