@@ -202,8 +202,7 @@ def test_record_names_one_file_per_gpu_and_their_models(tmp_path: Path) -> None:
         # 1 s at 0.25 s: the first read and one a tick, up to the one past the deadline
         assert 4 <= len(samples) <= 6, (name, len(samples))
     models = [
-        json.loads(analyze(str(tmp_path / name), "--json").stdout)["gpu"]["model"]
-        for name in names
+        json.loads(analyze(str(tmp_path / name), "--json").stdout)["gpu"]["model"] for name in names
     ]
     assert models == ["h100-sxm", "h100-sxm", "a100-80gb", "l4"]  # the demo scenario's fleet
 

@@ -132,9 +132,7 @@ def test_replay_without_loop_ends_each_recording_consistently(
         families = {f.name: f for f in text_string_to_metric_families(text)}
 
         def by_gpu(family: str, sample: str) -> dict[str, float]:
-            return {
-                s.labels["gpu"]: s.value for s in families[family].samples if s.name == sample
-            }
+            return {s.labels["gpu"]: s.value for s in families[family].samples if s.name == sample}
 
         assert by_gpu("greenops_gpu_up", "greenops_gpu_up") == {"0": 1.0, "1": 0.0}
         assert set(by_gpu("greenops_gpu_power_watts", "greenops_gpu_power_watts")) == {"0"}
