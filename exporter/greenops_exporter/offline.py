@@ -18,13 +18,9 @@ from .analysis.energy import cumulative_energy, energy_source
 from .analysis.windows import WindowReport, analyze_window
 from .as_exported import ExportedWindow, exported_series, exported_window
 from .backends.base import Backend, DeviceInfo
-from .backends.replay import (
-    PROBE_FILE,
-    Recording,
-    load_recording,
-    probe_static,
-    sample_from_reading,
-)
+from .backends.probe_file import PROBE_FILE, probe_static
+from .backends.recording_format import sample_from_reading
+from .backends.replay import Recording, load_recording
 from .collect import Collector, CollectSettings
 from .config import AnalysisConfig, EmbodiedConfig
 from .errors import UsageError

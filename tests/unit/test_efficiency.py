@@ -327,7 +327,10 @@ def test_bursts_that_fill_the_gpu_get_no_slice() -> None:
 
 
 def test_record_format_round_trips() -> None:
-    from greenops_exporter.backends.replay import reading_from_sample, sample_from_reading
+    from greenops_exporter.backends.recording_format import (
+        reading_from_sample,
+        sample_from_reading,
+    )
 
     rec = load_recording(TRACE)
     for r in rec.readings[::50]:
