@@ -167,6 +167,10 @@ def test_bad_recordings_name_file_and_line(tmp_path: Path) -> None:
         load_recording(bad)
     with pytest.raises(BackendUnavailable, match=r"bad\.jsonl:2"):
         ReplayBackend([bad]).open()
+    single = tmp_path / "single.jsonl"
+    single.write_text('{"t": 5, "power_mw": 1}\n')
+    with pytest.raises(BackendUnavailable, match=r"single\.jsonl: replay needs samples at two"):
+        ReplayBackend([single], loop=False).open()
     backwards = tmp_path / "back.jsonl"
     backwards.write_text('{"t": 5}\n{"t": 1}\n')
     with pytest.raises(RecordingError, match="time goes backwards"):

@@ -231,6 +231,11 @@ class ReplayBackend:
             self._devices = [_ReplayDevice(i, load_recording(f)) for i, f in enumerate(self._files)]
         except RecordingError as exc:
             raise BackendUnavailable(str(exc)) from exc
+        for device in self._devices:
+            if device.period <= 0:  # nothing to play: one sample, or all at one instant
+                raise BackendUnavailable(
+                    f"{device.recording.path}: replay needs samples at two moments at least"
+                )
         self._start = self._clock()
         self._ended = set()
         return [d.info for d in self._devices]
