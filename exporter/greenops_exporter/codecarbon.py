@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import shlex
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -147,12 +148,14 @@ def csv_row(
         "cost": repr(data["cost"]["energy"] + data["cost"]["rental"] + data["cost"]["host_energy"]),
         "currency": data["cost"]["currency"],
         "exit_code": str(data["exit_code"]),
-        "command": " ".join(data["command"]),
+        "command": shlex.join(data["command"]),
     }
     row |= _where(data.get("zone", ""))
     for part, column in CSV_PART.items():
         p = parts[part]
-        row[f"{column}_power"] = _num(p["mean_power_watts"])
+        # CodeCarbon's gpu_power is all the GPUs' together; our part's is per GPU
+        watts = data.get("mean_power_watts_all_gpus") if part == "gpu" else p["mean_power_watts"]
+        row[f"{column}_power"] = _num(None if p["mean_power_watts"] is None else watts)
         row[f"{column}_energy"] = _num(p["energy_joules"], 1 / KWH)
         row[f"{column}_energy_source"] = p["source"]
     return row
@@ -194,7 +197,7 @@ def markdown(data: Mapping[str, Any]) -> str:
     """The table a CI job comments on a pull request."""
     cost = data["cost"]
     currency = cost["currency"]
-    command = " ".join(" ".join(data["command"]).split()).replace("`", "'")
+    command = " ".join(shlex.join(data["command"]).split()).replace("`", "'")
     if len(command) > 80:
         command = command[:77] + "..."
     lines = [
@@ -208,6 +211,8 @@ def markdown(data: Mapping[str, Any]) -> str:
         if key == "gpu":
             title = f"GPU x {len(data['gpus'])}"
         watts = "-" if p["mean_power_watts"] is None else f"{p['mean_power_watts']:.1f} W"
+        if key == "gpu" and p["mean_power_watts"] is not None and len(data["gpus"]) > 1:
+            watts += f" each, {data['mean_power_watts_all_gpus']:.1f} W in all"
         price = "-" if p["cost_energy"] is None else f"{p['cost_energy']:.4f} {currency}"
         lines.append(
             f"| {title} | {_energy(p['energy_joules'])} | {p['source']} | {watts} "

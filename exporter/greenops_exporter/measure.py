@@ -12,7 +12,9 @@ renamed; the keys that predate host energy keep their GPU-only meaning.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +37,16 @@ CAR_GRAMS_PER_KM = 170.0
 HOST_PARTS = (("cpu", "package"), ("dram", "dram"))  # measure's part -> RAPL zone
 # the least exact source among several GPUs is the one reported
 _GPU_SOURCES = [s.value for s in EnergySource if s is not EnergySource.NONE]
+
+
+class CommandNotRun(Exception):
+    """The command could not be started; exits as a shell would: 127 when it is not found,
+    126 when it is found but cannot be run (not executable, not a program)."""
+
+    def __init__(self, command: Sequence[str], error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(f"cannot run {shlex.join(command)}: {reason}")
+        self.exit_code = 127 if error.errno == errno.ENOENT else 126
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,13 @@ class Measurement:
     parts: Mapping[str, Part] = field(default_factory=dict)  # gpu, cpu, dram
 
     @property
+    def mean_power_all_gpus(self) -> float:
+        """The GPUs' power together: `mean_power_watts` is per GPU (their energy over their
+        summed seconds), which undersells a job on several GPUs by their number."""
+        total = sum(self.class_seconds.values())
+        return self.energy_joules / total * len(self.gpus) if total else 0.0
+
+    @property
     def measured(self) -> list[Part]:
         return [p for p in self.parts.values() if p.energy_joules is not None]
 
@@ -94,8 +113,9 @@ class Measurement:
             "duration_seconds": round(self.seconds, 3),
             "gpus": self.gpus,
             "energy_joules": round(self.energy_joules, 3),
-            # over the GPU's own clock (a replay at 10x covers ten times the wall time)
+            # per GPU, over the GPU's own clock (a replay at 10x covers ten times the wall time)
             "mean_power_watts": round(self.energy_joules / total, 3) if total else 0.0,
+            "mean_power_watts_all_gpus": round(self.mean_power_all_gpus, 3),
             "class_share": {
                 c: round(s / total, 4) if total else 0.0 for c, s in self.class_seconds.items()
             },
@@ -216,7 +236,7 @@ async def measure(
         proc = await asyncio.create_subprocess_exec(*command)
     except OSError as exc:
         await collector.close()
-        raise UsageError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from exc
+        raise CommandNotRun(command, exc) from exc
     used: set[str] = set()
     snap: Snapshot = before
     while True:
@@ -278,10 +298,12 @@ async def measure(
     )
 
 
-def _part_line(name: str, part: Part) -> str:
+def _part_line(name: str, part: Part, gpus: int = 1, all_gpus: float = 0.0) -> str:
     if part.energy_joules is None:
         return f"  {name:<10} unavailable (not measured, not counted)"
     watts = "" if part.mean_power_watts is None else f", mean {part.mean_power_watts:.1f} W"
+    if watts and gpus > 1:
+        watts += f" per GPU, {all_gpus:.1f} W for all {gpus}"
     return (
         f"  {name:<10} {part.energy_joules:.1f} J ({part.energy_joules / 3.6e6:.6f} kWh)"
         f"{watts} ({part.source})"
@@ -303,9 +325,14 @@ def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
     grams = m.operational_grams + m.embodied_grams + host_grams
     counted = " + ".join(n.upper() for n, p in m.parts.items() if p.energy_joules is not None)
     lines = [
-        f"greenops measure: {' '.join(m.command)} (exit {m.exit_code})",
+        f"greenops measure: {shlex.join(m.command)} (exit {m.exit_code})",
         f"  duration   {m.seconds:.1f} s on {len(m.gpus)} GPU(s)",
-        *(_part_line(name.upper(), part) for name, part in m.parts.items()),
+        *(
+            _part_line(name.upper(), part, len(m.gpus), m.mean_power_all_gpus)
+            if name == "gpu"
+            else _part_line(name.upper(), part)
+            for name, part in m.parts.items()
+        ),
         f"  total      {data['total_energy_joules']:.1f} J "
         f"({data['total_energy_joules'] / 3.6e6:.6f} kWh): {counted or 'nothing measured'}",
         f"  class mix  {mix or '-'} (GPU)",

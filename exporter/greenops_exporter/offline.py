@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -15,8 +17,10 @@ from .analysis.carbon import embodied_grams, operational_grams
 from .analysis.energy import cumulative_energy, energy_source
 from .analysis.windows import WindowReport, analyze_window
 from .as_exported import ExportedWindow, exported_series, exported_window
-from .backends.base import Backend
-from .backends.replay import load_recording, sample_from_reading
+from .backends.base import Backend, DeviceInfo
+from .backends.probe_file import PROBE_FILE, probe_static
+from .backends.recording_format import sample_from_reading
+from .backends.replay import Recording, load_recording
 from .collect import Collector, CollectSettings
 from .config import AnalysisConfig, EmbodiedConfig
 from .errors import UsageError
@@ -40,6 +44,52 @@ def parse_window(text: str) -> tuple[float, float, float | None]:
     return start, end, ops
 
 
+def check_window(text: str, start: float, end: float, times: Sequence[float]) -> None:
+    """A window must lie in the recording; it may overshoot either end by one sample
+    interval (phase edges are timed apart from the samples), never more: a window clamped
+    to a sliver, or to nothing, would report energy and joules per operation of a span the
+    user did not ask for."""
+    step = statistics.median(b - a for a, b in itertools.pairwise(times)) if len(times) > 1 else 0
+    if start < times[0] - step or end > times[-1] + step or start >= times[-1]:
+        raise UsageError(
+            f"--window {text!r}: outside the recording, which spans t = {times[0]:g} to "
+            f"{times[-1]:g} s (a window may pass either end by one sample interval, {step:g} s)"
+        )
+
+
+def gpu_identity(recording: Recording) -> dict[str, Any]:
+    """Which GPU the recording is of, and from where: the model decides MIG right-sizing
+    (and so the advice) and the embodied footprint, so it is never assumed silently."""
+    name = str(recording.identity.get("name") or "") or None
+    model = model_by_name(name or "")
+    probe = None if recording.probe is None else str(recording.probe)
+    notice = ""
+    if probe is None:
+        notice = (
+            f"no {PROBE_FILE} beside {recording.path}: the GPU model is unknown, so no MIG "
+            "right-sizing (and advice without it) and the default embodied footprint; "
+            "`record` writes one"
+        )
+        summary = f"unknown (no {PROBE_FILE} beside the recording): no MIG right-sizing"
+    elif model is None:
+        notice = (
+            f"{probe} names GPU {name!r}, which is not in the model table: no MIG "
+            "right-sizing and the default embodied footprint"
+        )
+        summary = f"{name} (from {probe}; not in the model table): no MIG right-sizing"
+    else:
+        mig = "MIG right-sizing on" if model.mig_profiles else "no MIG on this model"
+        summary = f"{model.name} ({model.key}, from {probe}; {mig})"
+    return {
+        "name": name,
+        "model": None if model is None else model.key,
+        "identity_from": probe,
+        "mig_rightsizing": bool(model is not None and model.mig_profiles),
+        "summary": summary,
+        "notice": notice,
+    }
+
+
 def window_json(report: WindowReport, carbon: tuple[float, float] | None = None) -> dict[str, Any]:
     """The stable `analyze --json` contract: later releases add keys, never rename."""
     w = report.energy
@@ -58,6 +108,7 @@ def window_json(report: WindowReport, carbon: tuple[float, float] | None = None)
             "with_holder": round(report.idle_joules_with_holder, 3),
         },
         "stranded_memory_bytes_peak": report.stranded_bytes_peak,
+        "samples": report.samples,
         "ops": report.ops,
         "joules_per_op": report.joules_per_op,
         "mig_rightsize": (
@@ -101,9 +152,14 @@ def analyze(
     readings = recording.readings
     times = recording.times
     cumulative = cumulative_energy(readings)
+    for text, (start, end, _) in zip(windows_text, windows, strict=True):
+        check_window(text, start, end, times)
     if not windows:
         windows = [(times[0], times[-1], None)]
-    model = model_by_name(str(recording.identity.get("name", "")))
+    gpu = gpu_identity(recording)
+    if gpu["notice"]:
+        log.warning("%s", gpu["notice"])
+    model = model_by_name(gpu["name"] or "")
     reports = [
         analyze_window(
             readings, cumulative, start, end, ops, model,
@@ -134,6 +190,7 @@ def analyze(
         document = {
             "recording": str(recording_path),
             "energy_source": source,
+            "gpu": {k: v for k, v in gpu.items() if k != "notice"},
             "windows": [
                 {**window_json(r, c), **_exported_json(e)}
                 for r, c, e in zip(reports, carbon, exported, strict=True)
@@ -145,6 +202,7 @@ def analyze(
         f"recording: {recording_path}  ({len(readings)} samples, "
         f"{times[-1] - times[0]:.1f} s, energy from {source})"
     )
+    print(f"gpu: {gpu['summary']}")
     print(
         f"{'start':>8} {'end':>8} {'seconds':>8} {'energy J':>10} {'mean W':>7} "
         f"{'J/op':>10}  class mix"
@@ -161,6 +219,8 @@ def analyze(
             f"{w.start:8.2f} {w.end:8.2f} {w.seconds:8.2f} {w.energy_joules:10.1f} "
             f"{w.mean_power_watts:7.1f} {per_op:>10}  {mix}"
         )
+        if r.samples == 0:
+            print(f"{'':>8} no sample inside the window: no class mix, right-sizing or advice")
         idle = r.idle_joules_no_holder + r.idle_joules_with_holder
         if idle > 0:
             print(
@@ -218,12 +278,37 @@ def _print_exported(
 
 
 def record_paths(out: str, count: int) -> list[Path]:
-    """One file per GPU: `{gpu}` in the name is replaced by the index (needed for several)."""
+    """One file per GPU: `{gpu}` in the name is replaced by the index; without it one GPU
+    writes FILE itself and several write FILE's stem + `-gpu<index>` + its suffix
+    (trace.jsonl -> trace-gpu0.jsonl, trace-gpu1.jsonl, ...)."""
     if "{gpu}" in out:
         return [Path(out.replace("{gpu}", str(i))) for i in range(count)]
-    if count != 1:
-        raise UsageError(f"--out {out!r}: {count} GPUs need a {{gpu}} placeholder in the name")
-    return [Path(out)]
+    path = Path(out)
+    if count == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-gpu{i}{path.suffix}") for i in range(count)]
+
+
+def write_probes(paths: Sequence[Path], infos: Sequence[DeviceInfo]) -> list[Path]:
+    """Name each recording's GPU in the probe.json beside it (its `recordings` entry), so
+    that `analyze` and `replay` know the model; entries of other recordings are kept."""
+    by_file: dict[Path, dict[str, Any]] = {}
+    for path, info in zip(paths, infos, strict=True):
+        probe = path.parent / PROBE_FILE
+        if probe not in by_file:
+            document: Any = {}
+            if probe.is_file():
+                try:
+                    document = json.loads(probe.read_text())
+                except (OSError, ValueError) as exc:
+                    raise UsageError(f"{probe}: cannot add to it: {exc}") from exc
+                if not isinstance(document, dict):
+                    raise UsageError(f"{probe}: cannot add to it: not a JSON object")
+            by_file[probe] = document
+        by_file[probe].setdefault("recordings", {})[path.name] = probe_static(info)
+    for probe, document in by_file.items():
+        probe.write_text(json.dumps(document, indent=1) + "\n")
+    return list(by_file)
 
 
 async def record(
@@ -242,7 +327,12 @@ async def record(
         await collector.close()
         raise UsageError(f"nothing to record: backend {backend.name} has no device ({reason})")
     paths = record_paths(out, len(snap.devices))
-    files = [path.open("w") for path in paths]
+    try:
+        probes = write_probes(paths, [d.info for d in snap.devices])
+        files = [path.open("w") for path in paths]
+    except BaseException:
+        await collector.close()
+        raise
     first: list[float | None] = [None] * len(paths)
     last: list[float | None] = [None] * len(paths)
     lines = [0] * len(paths)
@@ -270,4 +360,6 @@ async def record(
         await collector.close()
     for path, n in zip(paths, lines, strict=True):
         print(f"{path}: {n} samples")
+    for probe in probes:
+        print(f"{probe}: the GPUs' identity (model, uuid) for analyze and replay")
     return 0

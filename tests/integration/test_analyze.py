@@ -55,7 +55,9 @@ def test_whole_recording_and_table(tmp_path: Path) -> None:
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert "883 samples" in lines[0] and "energy from counter" in lines[0]
-    assert lines[1].split() == [
+    probe = FIXTURES / "probe.json"
+    assert lines[1] == f"gpu: NVIDIA H100 80GB HBM3 (h100-sxm, from {probe}; MIG right-sizing on)"
+    assert lines[2].split() == [
         "start",
         "end",
         "seconds",
@@ -67,7 +69,7 @@ def test_whole_recording_and_table(tmp_path: Path) -> None:
         "class",
         "mix",
     ]
-    _start, _end, seconds, joules, _watts = (float(x) for x in lines[2].split()[:5])
+    _start, _end, seconds, joules, _watts = (float(x) for x in lines[3].split()[:5])
     samples = [json.loads(x) for x in (FIXTURES / "trace_a.jsonl").read_text().splitlines()]
     truth = (samples[-1]["energy_mj"] - samples[0]["energy_mj"]) / 1000
     assert joules == pytest.approx(truth, abs=0.1)
@@ -178,15 +180,131 @@ def test_record_then_analyze(tmp_path: Path) -> None:
     assert window["seconds"] > 20
 
 
-def test_record_needs_a_placeholder_for_several_gpus(tmp_path: Path) -> None:
+def test_record_names_one_file_per_gpu_and_their_models(tmp_path: Path) -> None:
+    """The default 4-GPU sim into a plain FILE: FILE's stem + -gpuN + its suffix, a
+    duration in greenest-window's syntax, and a probe.json naming each file's GPU."""
     result = cli(
         "record",
         "--backend",
         "sim",
+        "--collect-interval",
+        "0.25",
         "--duration",
-        "1",
+        "1s",
         "--out",
-        str(tmp_path / "one.jsonl"),
+        str(tmp_path / "trace.jsonl"),
     )
+    assert result.returncode == 0, result.stderr
+    names = [f"trace-gpu{i}.jsonl" for i in range(4)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "probe.json"])
+    for name in names:
+        samples = (tmp_path / name).read_text().splitlines()
+        # 1 s at 0.25 s: the first read and one a tick, up to the one past the deadline
+        assert 4 <= len(samples) <= 6, (name, len(samples))
+    models = [
+        json.loads(analyze(str(tmp_path / name), "--json").stdout)["gpu"]["model"] for name in names
+    ]
+    assert models == ["h100-sxm", "h100-sxm", "a100-80gb", "l4"]  # the demo scenario's fleet
+
+
+@pytest.mark.parametrize("duration", ["0", "0s", "2x", "-1m"])
+def test_record_rejects_bad_durations(tmp_path: Path, duration: str) -> None:
+    result = cli("record", "--backend", "sim", f"--duration={duration}", "--out", "x.jsonl")
     assert result.returncode == 2
-    assert "{gpu}" in result.stderr
+    assert f"--duration {duration!r}" in result.stderr
+
+
+@pytest.mark.parametrize("window", ["100:200", "0:10", "91.94:120", "-5:3"])
+def test_windows_outside_the_recording_exit_2_naming_its_span(window: str) -> None:
+    result = analyze(str(FIXTURES / "trace_a.jsonl"), f"--window={window}")
+    assert result.returncode == 2, result.stdout
+    assert f"--window '{window}'" in result.stderr
+    assert "spans t = 3.7357 to 91.9358 s" in result.stderr  # first and last sample's t
+    assert result.stdout == ""
+
+
+def test_a_window_between_two_samples_has_energy_but_no_advice() -> None:
+    # 64.01..64.03 lies between the samples at t = 63.9... and 64.0...+0.1
+    result = analyze(str(FIXTURES / "trace_a.jsonl"), "--window", "64.01:64.03", "--json")
+    assert result.returncode == 0, result.stderr
+    [window] = json.loads(result.stdout)["windows"]
+    assert window["samples"] == 0
+    assert window["seconds"] == pytest.approx(0.02)
+    assert window["energy_joules"] > 0
+    assert window["mig_rightsize"] is None and window["recommendation"] is None
+    assert set(window["class_share"].values()) == {0.0}
+
+
+def test_the_gpu_model_is_said_and_its_absence_too(tmp_path: Path) -> None:
+    """Without a probe.json the model is unknown: analyze says so (and that there is no
+    MIG right-sizing) instead of silently changing its advice."""
+    batch1 = "63.9254:73.9278:112450"
+    alone = tmp_path / "trace_a.jsonl"
+    alone.write_text((FIXTURES / "trace_a.jsonl").read_text())
+    known = analyze(str(FIXTURES / "trace_a.jsonl"), "--window", batch1, "--json")
+    unknown = analyze(str(alone), "--window", batch1, "--json")
+    assert known.returncode == unknown.returncode == 0
+    k, u = json.loads(known.stdout), json.loads(unknown.stdout)
+    assert k["gpu"] == {
+        "name": "NVIDIA H100 80GB HBM3",
+        "model": "h100-sxm",
+        "identity_from": str(FIXTURES / "probe.json"),
+        "mig_rightsizing": True,
+        "summary": f"NVIDIA H100 80GB HBM3 (h100-sxm, from {FIXTURES / 'probe.json'}; "
+        "MIG right-sizing on)",
+    }
+    assert k["windows"][0]["mig_rightsize"]["profile"] == "3g.40gb"
+    assert u["gpu"]["model"] is None and u["gpu"]["identity_from"] is None
+    assert u["gpu"]["mig_rightsizing"] is False
+    assert u["windows"][0]["mig_rightsize"] is None
+    assert f"no probe.json beside {alone}: the GPU model is unknown" in unknown.stderr
+    assert "no MIG right-sizing" in unknown.stderr
+    assert known.stderr == ""
+    text = analyze(str(alone), "--window", batch1)
+    assert "gpu: unknown (no probe.json beside the recording): no MIG right-sizing" in text.stdout
+
+
+def test_a_counter_reset_inside_a_window_is_bridged_not_subtracted(tmp_path: Path) -> None:
+    """A driver reset takes the energy counter back to ~0 mid-recording: the window's energy
+    is the counter's delta up to the reset, the power integral over the one interval that
+    spans it, and the counter's delta after it; never a large negative number."""
+    samples = [json.loads(x) for x in (FIXTURES / "trace_a.jsonl").read_text().splitlines()]
+    m = 400  # the counter restarts at 5 J on this line
+    reset = [
+        {**s, "energy_mj": s["energy_mj"] - samples[m]["energy_mj"] + 5000} if i >= m else s
+        for i, s in enumerate(samples)
+    ]
+    recording = tmp_path / "reset.jsonl"
+    recording.write_text("".join(json.dumps(s) + "\n" for s in reset))
+    (tmp_path / "probe.json").write_text((FIXTURES / "probe.json").read_text())
+    a, b = m - 20, m + 20  # a window whose edges are samples: no interpolation at them
+
+    def counter(i: int, j: int) -> float:
+        return (reset[j]["energy_mj"] - reset[i]["energy_mj"]) / 1000
+
+    def watts(i: int) -> float:
+        return reset[i]["fields"]["power_instant"]["value"] / 1000
+
+    bridge = (watts(m - 1) + watts(m)) / 2 * (reset[m]["t"] - reset[m - 1]["t"])  # trapezoid
+    result = analyze(
+        str(recording),
+        "--window",
+        f"{reset[a]['t']}:{reset[b]['t']}",
+        "--window",
+        f"{reset[0]['t']}:{reset[-1]['t']}",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    window, whole = json.loads(result.stdout)["windows"]
+    # the JSON rounds joules to 3 decimals
+    assert window["energy_joules"] == pytest.approx(
+        counter(a, m - 1) + bridge + counter(m, b), abs=1e-3
+    )
+    assert whole["energy_joules"] == pytest.approx(
+        counter(0, m - 1) + bridge + counter(m, len(reset) - 1), abs=1e-3
+    )
+    # and close to what the counter would have said without the reset: only the bridged
+    # 0.1 s interval (38 J of the window's 1522 J) is integrated instead of counted, and
+    # instant power is within 2 % of the counter on every recorded phase, so within 1 %
+    truth = (samples[b]["energy_mj"] - samples[a]["energy_mj"]) / 1000
+    assert window["energy_joules"] == pytest.approx(truth, rel=0.01)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from greenops_exporter import codecarbon
 from greenops_exporter.backends.sim import Scenario, SimBackend
 from greenops_exporter.cli import build_parser
 from greenops_exporter.collect import CollectSettings
@@ -261,3 +262,51 @@ def test_the_ci_workflow_example_uses_real_flags_and_keys() -> None:
     assert set(upload["with"]["path"].split()) == {str(args.csv), str(args.json)}
     (comment,) = [s for s in steps if "gh pr comment" in s.get("run", "")]
     assert f"--body-file {args.markdown}" in comment["run"]
+
+
+def test_mean_power_is_per_gpu_and_for_all_of_them() -> None:
+    """Two H100s, one in the recorded matmul phase (697.6 W), one idle with a context
+    (120 W): `mean_power_watts` is per GPU, the GPUs together draw their sum."""
+    spec = {
+        "gpus": [
+            {"model": "h100-sxm", "schedule": [{"phase": "compute", "seconds": 600}]},
+            {"model": "h100-sxm", "schedule": [{"phase": "idle_context", "seconds": 600}]},
+        ]
+    }
+    backend = SimBackend(Scenario.model_validate(spec))
+    settings = CollectSettings(interval_seconds=0.2, device_timeout_seconds=0.5)
+    sleep = [sys.executable, "-c", "import time; time.sleep(1)"]
+    run = asyncio.run(measure(sleep, backend, "test", settings, CarbonChain([], "world"), 1.0))
+    data = run.as_json()
+    # the sim's power carries at most 1 % noise around each phase's recorded mean
+    assert data["mean_power_watts_all_gpus"] == pytest.approx(697.6 + 120.0, rel=0.01)
+    assert data["mean_power_watts"] == pytest.approx((697.6 + 120.0) / 2, rel=0.01)
+    assert data["parts"]["gpu"]["mean_power_watts"] == data["mean_power_watts"]
+    assert codecarbon.csv_row(data, "p")["gpu_power"] == repr(data["mean_power_watts_all_gpus"])
+    assert f"{data['mean_power_watts_all_gpus']:.1f} W in all" in codecarbon.markdown(data)
+
+
+def test_the_report_says_per_gpu_and_echoes_the_command_quoted() -> None:
+    result = cli(
+        "measure", "--backend", "sim", "--collect-interval", "0.2", "--", "sh", "-c", "exit 7"
+    )
+    assert result.returncode == 7, result.stderr
+    assert "greenops measure: sh -c 'exit 7' (exit 7)" in result.stderr
+    [gpu] = [line for line in result.stderr.splitlines() if line.startswith("  GPU ")]
+    per_gpu, all_gpus = (float(x) for x in re.findall(r"([\d.]+) W", gpu))
+    assert "W per GPU" in gpu and "W for all 4" in gpu  # the demo scenario's four GPUs
+    # each printed to 0.1 W: 4 x (±0.05) + 0.05 of rounding at most
+    assert all_gpus == pytest.approx(4 * per_gpu, abs=0.25)
+
+
+@pytest.mark.parametrize(("kind", "code"), [("missing", 127), ("not-executable", 126)])
+def test_a_command_that_cannot_run_exits_as_a_shell_would(
+    tmp_path: Path, kind: str, code: int
+) -> None:
+    program = tmp_path / "job.sh"
+    if kind == "not-executable":
+        program.write_text("#!/bin/sh\nexit 0\n")
+        program.chmod(0o644)
+    result = cli("measure", "--backend", "sim", "--", str(program), "--flag")
+    assert result.returncode == code, result.stderr
+    assert f"cannot run {program} --flag:" in result.stderr

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fakenvml import FIXTURES
 from greenops_exporter.analysis.energy import (
@@ -20,6 +23,9 @@ from greenops_exporter.analysis.energy import (
 )
 from greenops_exporter.backends.base import BackendUnavailable, Reading, ReadPlan
 from greenops_exporter.backends.replay import RecordingError, ReplayBackend, load_recording
+from greenops_exporter.collect import Collector, CollectSettings, Snapshot
+from greenops_exporter.metrics import COLLECTOR_NAMES
+from greenops_exporter.metrics.encode import Exposition
 
 TRACE = FIXTURES / "trace_a.jsonl"
 PHASES = json.loads((FIXTURES / "phases_a.json").read_text())["phases"]
@@ -76,16 +82,76 @@ def test_replay_loops_with_monotonic_counters() -> None:
     assert times[-1] - times[0] > 250
 
 
-def test_replay_without_loop_holds_the_last_sample() -> None:
+def head(lines: int, tmp_path: Path) -> Path:
+    """The first `lines` samples of the H100 recording, as a file of its own."""
+    out = tmp_path / f"first{lines}.jsonl"
+    out.write_text("\n".join(TRACE.read_text().splitlines()[:lines]) + "\n")
+    return out
+
+
+def test_replay_without_loop_ends_each_recording_consistently(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once a recording is over its GPU reads as ended everywhere: stale (up 0, no gauges,
+    so no power), its energy frozen at the recording's own total; the log says so once per
+    recording, and that all have ended only when the last one has."""
+    caplog.set_level(logging.INFO, logger="greenops_exporter.backends.replay")
+    short, long = head(30, tmp_path), head(50, tmp_path)
     clock = Clock()
-    backend = ReplayBackend([TRACE], speed=100.0, loop=False, clock=clock)
-    backend.open()
-    clock.now += 10
-    a = backend.read(0, ReadPlan())
-    clock.now += 10
-    b = backend.read(0, ReadPlan())
-    assert replace(a, power_samples=()) == b  # held, with no new power samples
-    assert a.timestamp == load_recording(TRACE).readings[-1].timestamp
+    backend = ReplayBackend([long, short], speed=10.0, loop=False, clock=clock)
+    # the counter read every cycle, exactly (no spreading): the total is the counter's delta
+    settings = CollectSettings(interval_seconds=0.005, energy_anchor_seconds=0.0)
+    collector = Collector(backend, settings, "test", monotonic=clock, wall_clock=clock)
+    recorded = {path: load_recording(path).readings for path in (long, short)}
+
+    def ended_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name.endswith("backends.replay")]
+
+    async def run_until(recording_seconds: float) -> Snapshot:
+        snap = collector.snapshot
+        while clock.now - 50.0 < recording_seconds / 10.0:
+            snap = await collector.collect_once()
+            clock.now += 0.005  # 0.05 s of recording a cycle: every line is served
+        return snap
+
+    async def go() -> None:
+        snap = await run_until(3.5)  # the 30-line recording (2.9 s + a step) is over
+        up = [d.up for d in snap.devices]
+        assert up == [True, False]
+        gone = snap.devices[1]
+        first, last = recorded[short][0], recorded[short][-1]
+        assert gone.reading is not None and gone.reading.timestamp == last.timestamp
+        assert last.energy_counter_joules is not None and first.energy_counter_joules is not None
+        frozen = last.energy_counter_joules - first.energy_counter_joules
+        assert gone.energy_joules_total == pytest.approx(frozen, abs=1e-9)
+        assert "ended" in gone.stale_reason and str(short) in gone.stale_reason
+        assert ended_lines() == [
+            f"replay: recording {short} (GPU 1) reached its end; its GPU is stale from now on"
+        ]
+        text = Exposition(None, COLLECTOR_NAMES).encode(snap).decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+
+        def by_gpu(family: str, sample: str) -> dict[str, float]:
+            return {s.labels["gpu"]: s.value for s in families[family].samples if s.name == sample}
+
+        assert by_gpu("greenops_gpu_up", "greenops_gpu_up") == {"0": 1.0, "1": 0.0}
+        assert set(by_gpu("greenops_gpu_power_watts", "greenops_gpu_power_watts")) == {"0"}
+        energy = by_gpu("greenops_gpu_energy_joules", "greenops_gpu_energy_joules_total")
+        assert energy["1"] == pytest.approx(frozen, abs=1e-6)
+        later = await run_until(4.5)  # a second later: nothing moved on the ended GPU
+        assert later.devices[1].energy_joules_total == gone.energy_joules_total
+        assert later.devices[0].up
+        assert not any("every recording" in line for line in ended_lines())
+        snap = await run_until(6.0)  # the 50-line one is over too
+        assert [d.up for d in snap.devices] == [False, False]
+        assert ended_lines() == [
+            f"replay: recording {short} (GPU 1) reached its end; its GPU is stale from now on",
+            f"replay: recording {long} (GPU 0) reached its end; its GPU is stale from now on",
+            "replay: every recording has reached its end",
+        ]
+        await collector.close()
+
+    asyncio.run(go())
 
 
 def test_replay_honours_the_energy_plan() -> None:
@@ -101,6 +167,10 @@ def test_bad_recordings_name_file_and_line(tmp_path: Path) -> None:
         load_recording(bad)
     with pytest.raises(BackendUnavailable, match=r"bad\.jsonl:2"):
         ReplayBackend([bad]).open()
+    single = tmp_path / "single.jsonl"
+    single.write_text('{"t": 5, "power_mw": 1}\n')
+    with pytest.raises(BackendUnavailable, match=r"single\.jsonl: replay needs samples at two"):
+        ReplayBackend([single], loop=False).open()
     backwards = tmp_path / "back.jsonl"
     backwards.write_text('{"t": 5}\n{"t": 1}\n')
     with pytest.raises(RecordingError, match="time goes backwards"):

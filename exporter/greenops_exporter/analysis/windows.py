@@ -24,6 +24,7 @@ class WindowReport:
     stranded_bytes_peak: int
     ops: float | None
     joules_per_op: float | None
+    samples: int  # samples inside the window (its class mix, right-sizing and advice)
     right_size: RightSize | None
     advice: Advice | None
 
@@ -78,6 +79,9 @@ def analyze_window(
     total = sum(samples.values())
     share = {c: (n / total if total else 0.0) for c, n in samples.items()}
     per_op = energy.energy_joules / ops if ops else None
+    # no sample inside the window: nothing was seen of its work, so no right-sizing or
+    # advice (what the accounts hold then is the neighbouring samples')
+    seen = total > 0
     return WindowReport(
         energy=energy,
         class_share=share,
@@ -87,6 +91,7 @@ def analyze_window(
         stranded_bytes_peak=stranded_peak,
         ops=ops,
         joules_per_op=per_op,
-        right_size=efficiency.right_size,
-        advice=efficiency.advice,
+        samples=total,
+        right_size=efficiency.right_size if seen else None,
+        advice=efficiency.advice if seen else None,
     )

@@ -79,12 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser(
         "record", parents=reads, help="write live readings to a recording (fixtures format)"
     )
-    rec.add_argument("--duration", type=float, required=True, metavar="SECONDS")
+    rec.add_argument(
+        "--duration",
+        required=True,
+        metavar="DURATION",
+        help="how long to record: 2s, 90m, 4h, 1h30m or plain seconds",
+    )
     rec.add_argument(
         "--out",
         required=True,
         metavar="FILE",
-        help="output file; with several GPUs a name with {gpu} (trace_{gpu}.jsonl)",
+        help="output file; with several GPUs FILE's stem + -gpuN + its suffix "
+        "(trace.jsonl -> trace-gpu0.jsonl, ...), or where {gpu} stands in the name",
     )
     meas = sub.add_parser("measure", parents=reads, help="the energy and carbon of one command")
     meas.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
@@ -237,12 +243,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
             from ..offline import record
             from .wiring import backend_from, settings_from
 
-            if args.duration <= 0:
-                raise UsageError("--duration must be positive")
+            seconds = _duration_seconds("--duration", args.duration)
             backend, reason = backend_from(config)
-            return asyncio.run(
-                record(backend, reason, settings_from(config), args.duration, args.out)
-            )
+            return asyncio.run(record(backend, reason, settings_from(config), seconds, args.out))
         from .serve import serve
 
         asyncio.run(serve(config, reload=lambda: config_from_args(args)))
@@ -258,6 +261,18 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. the listen address is taken
         print(f"greenops-exporter: {exc}", file=sys.stderr)
         return 1
+
+
+def _duration_seconds(flag: str, text: str) -> float:
+    from ..carbon_commands import parse_duration
+
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except UsageError as exc:
+        raise UsageError(f"{flag} {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"{flag} {text!r}: must be positive")
+    return seconds
 
 
 def _carbon_command(args: argparse.Namespace, config: Config) -> int:
@@ -286,7 +301,7 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
 
 def _measure(args: argparse.Namespace, config: Config) -> int:
     from .. import codecarbon
-    from ..measure import measure, report
+    from ..measure import CommandNotRun, measure, report
     from .wiring import backend_from, carbon_from, settings_from
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -298,11 +313,20 @@ def _measure(args: argparse.Namespace, config: Config) -> int:
         except codecarbon.CsvHeaderMismatch as exc:
             raise UsageError(str(exc)) from exc
     backend, reason = backend_from(config)
-    result = asyncio.run(
-        measure(
-            command, backend, reason, settings_from(config), carbon_from(config), config.carbon.pue
+    try:
+        result = asyncio.run(
+            measure(
+                command,
+                backend,
+                reason,
+                settings_from(config),
+                carbon_from(config),
+                config.carbon.pue,
+            )
         )
-    )
+    except CommandNotRun as exc:  # 127 or 126, as a shell exits
+        print(f"greenops-exporter: measure: {exc}", file=sys.stderr)
+        return exc.exit_code
     data = report(result, args.json)
     if args.csv is not None:
         codecarbon.append_csv(args.csv, codecarbon.csv_row(data, args.project_name))
