@@ -21,7 +21,7 @@ from .backends.base import Backend, DeviceInfo
 from .backends.probe_file import PROBE_FILE, probe_static
 from .backends.recording_format import sample_from_reading
 from .backends.replay import Recording, load_recording
-from .collect import Collector, CollectSettings
+from .collect import Collector, CollectSettings, Snapshot
 from .config import AnalysisConfig, EmbodiedConfig
 from .errors import UsageError
 from .gpu_models import model_by_name
@@ -321,8 +321,7 @@ async def record(
     """Write live readings in the fixtures format (one JSON object a line, one file a GPU),
     reading the energy counter on every sample: a recording is meant to be the truth."""
     collector = Collector(backend, replace(settings, energy_anchor_seconds=0.0), reason)
-    loop = asyncio.get_running_loop()
-    snap = await collector.collect_once()
+    snap = await collector.collect_once()  # which devices: the samples start on the grid
     if not snap.backend_up or not snap.devices:
         await collector.close()
         raise UsageError(f"nothing to record: backend {backend.name} has no device ({reason})")
@@ -336,28 +335,35 @@ async def record(
     first: list[float | None] = [None] * len(paths)
     last: list[float | None] = [None] * len(paths)
     lines = [0] * len(paths)
-    deadline = loop.time() + duration_seconds
+
+    async def write(snap: Snapshot) -> None:
+        for i, device in enumerate(snap.devices):
+            r = device.reading
+            if not device.up or r is None or r.timestamp == last[i]:
+                continue
+            if first[i] is None:
+                first[i] = r.timestamp
+            last[i] = r.timestamp
+            t = r.timestamp - (first[i] or 0.0)
+            sample = sample_from_reading(r, t, snap.cycle_unix or 0.0)
+            files[i].write(json.dumps(sample) + "\n")
+            lines[i] += 1
+
+    # the serving loop's own fixed-rate clock: samples stay on the interval's grid, and a
+    # cycle that overruns its tick skips (and counts) ticks instead of drifting
+    stop = asyncio.Event()
     try:
-        while True:
-            for i, device in enumerate(snap.devices):
-                r = device.reading
-                if not device.up or r is None or r.timestamp == last[i]:
-                    continue
-                if first[i] is None:
-                    first[i] = r.timestamp
-                last[i] = r.timestamp
-                t = r.timestamp - (first[i] or 0.0)
-                sample = sample_from_reading(r, t, snap.cycle_unix or 0.0)
-                files[i].write(json.dumps(sample) + "\n")
-                lines[i] += 1
-            if loop.time() >= deadline:
-                break
-            await asyncio.sleep(settings.interval_seconds)
-            snap = await collector.collect_once()
+        asyncio.get_running_loop().call_later(duration_seconds, stop.set)
+        await collector.run(stop, after_cycle=write)
     finally:
         for f in files:
             f.close()
         await collector.close()
+    if collector.skipped_cycles:
+        print(
+            f"{collector.skipped_cycles} ticks of {settings.interval_seconds:g} s skipped: a "
+            "cycle took longer than the interval (the recording has gaps there)"
+        )
     for path, n in zip(paths, lines, strict=True):
         print(f"{path}: {n} samples")
     for probe in probes:
