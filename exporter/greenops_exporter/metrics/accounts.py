@@ -1,0 +1,89 @@
+"""Snapshot -> series of the `inference` and `carbon` collectors: what the energy is
+worth per request and token, in grams and in money (per GPU, per pod, per server)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .names_accounts import (
+    FORECAST_MIN,
+    GPU_CARBON,
+    GPU_COST,
+    GPU_WASTE_COST,
+    GREENEST_MEAN,
+    GREENEST_SAVING,
+    GREENEST_START,
+    GRID_INTENSITY,
+    INFERENCE_CARBON,
+    INFERENCE_ENERGY,
+    INFERENCE_JOULES_PER_REQUEST,
+    INFERENCE_JOULES_PER_TOKEN,
+    INFERENCE_REQUESTS,
+    INFERENCE_SCI_REQUEST,
+    INFERENCE_SCI_TOKEN,
+    INFERENCE_TOKENS,
+    POD_CARBON,
+    POD_COST,
+    POD_WASTE_COST,
+)
+
+if TYPE_CHECKING:  # families imports this module: no import back at run time
+    from ..collect.snapshot import Snapshot
+    from .families import Families
+
+
+def render_inference(out: Families, snap: Snapshot) -> None:
+    for source in snap.inference:
+        for m in source.models:
+            labels = (source.name, source.kind, m.model)
+            out.add(INFERENCE_ENERGY, m.totals.energy_joules, None, *labels)
+            out.add(INFERENCE_REQUESTS, m.totals.requests, None, *labels)
+            out.add(INFERENCE_TOKENS, m.totals.prompt_tokens, None, *labels, "prompt")
+            out.add(INFERENCE_TOKENS, m.totals.generation_tokens, None, *labels, "generation")
+            out.add(INFERENCE_JOULES_PER_REQUEST, m.joules_per_request, None, *labels)
+            out.add(
+                INFERENCE_JOULES_PER_TOKEN,
+                m.joules_per_generated_token,
+                None,
+                *labels,
+                "generation",
+            )
+            out.add(INFERENCE_JOULES_PER_TOKEN, m.joules_per_token, None, *labels, "all")
+            out.add(INFERENCE_CARBON, m.totals.carbon_grams, None, *labels)
+            out.add(INFERENCE_SCI_REQUEST, m.sci_grams_per_request, None, *labels)
+            out.add(INFERENCE_SCI_TOKEN, m.sci_grams_per_token, None, *labels)
+
+
+def render_carbon(out: Families, snap: Snapshot) -> None:
+    if snap.intensity is not None:
+        zone = snap.intensity.zone
+        out.add(GRID_INTENSITY, snap.intensity.grams_per_kwh, None, snap.intensity.source, zone)
+        out.add(FORECAST_MIN, snap.forecast_min_grams_per_kwh, None, zone)
+        if snap.greenest is not None:
+            out.add(GREENEST_START, snap.greenest.start.timestamp(), None, zone)
+            out.add(GREENEST_MEAN, snap.greenest.mean_grams_per_kwh, None, zone)
+            out.add(GREENEST_SAVING, snap.greenest.saving_ratio, None, zone)
+    for d in snap.devices:
+        c = d.costs
+        out.add(GPU_CARBON, c.operational_grams, d, "operational")
+        out.add(GPU_CARBON, c.embodied_grams, d, "embodied")
+        out.add(GPU_COST, c.energy_cost, d, "energy", c.currency)
+        out.add(GPU_COST, c.rental_cost, d, "rental", c.currency)
+        for cls, cost in c.waste_cost.items():
+            out.add(GPU_WASTE_COST, cost, d, cls.value, c.currency)
+        for pod, pc in d.pod_costs.items():
+            labels = (pod.namespace, pod.pod, pod.container)
+            out.add(POD_CARBON, pc.operational_grams, d, *labels, "operational")
+            out.add(POD_CARBON, pc.embodied_grams, d, *labels, "embodied")
+            out.add(POD_COST, pc.cost, d, *labels, c.currency)
+        for (pod, cls), cost in d.pod_waste_cost.items():
+            out.add(
+                POD_WASTE_COST,
+                cost,
+                d,
+                pod.namespace,
+                pod.pod,
+                pod.container,
+                cls.value,
+                c.currency,
+            )
