@@ -16,6 +16,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from test_serve import free_port
 
+SERVE = [sys.executable, "-m", "greenops_exporter", "serve", "--backend", "sim"]
+
 
 def get(port: int, path: str) -> tuple[int, str]:
     try:
@@ -57,8 +59,7 @@ def test_sighup_onto_an_address_in_use_keeps_serving(tmp_path: Path) -> None:
     config.write_text(config_text(first))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENOPS_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "greenops_exporter", "serve", "--backend", "sim"]
-        + ["--config", str(config)],
+        [*SERVE, "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -226,3 +226,41 @@ def test_a_planted_secret_appears_nowhere(tmp_path: Path) -> None:
     assert 'greenops_source_up{kind="electricitymaps"' in metrics
     for text in (metrics, page, log, printed):
         assert "PLANTED-SECRET" not in text
+
+
+def test_relative_certificate_names_are_read_beside_the_web_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As exporter-toolkit reads them: the same file works for node_exporter, whatever the
+    working directory of the process."""
+    pki_dir = tmp_path / "pki"
+    pki_dir.mkdir()
+    pki = make_pki(pki_dir)
+    config = pki_dir / "web.yml"
+    config.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the exporter starts here, where no server.crt lies
+    exporter = start(config)
+    try:
+        url = f"https://127.0.0.1:{exporter.port}/readyz"
+        deadline = time.monotonic() + 15
+        while get(url, client_context(pki, with_cert=False)) != 200:
+            assert time.monotonic() < deadline, "never ready over TLS"
+            time.sleep(0.1)
+    finally:
+        code, _, out = exporter.stop()
+    assert code == 0, out
+
+
+def test_a_missing_certificate_is_named_with_its_key(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    config = tmp_path / "web.yml"
+    config.write_text(
+        f"tls_server_config:\n  cert_file: {pki['server.crt']}\n  key_file: gone.key\n"
+    )
+    result = serve_with(config)
+    assert result.returncode == 2, result.stderr
+    assert f"web config {config}: tls_server_config.key_file: cannot read " in result.stderr
+    assert str(tmp_path / "gone.key") in result.stderr  # beside the web config
+    assert "No such file or directory" in result.stderr

@@ -63,9 +63,7 @@ class Listener:
         host, port = parse_listen_address(address)
         sockets: list[socket.socket] = []
         try:
-            infos = socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
                 sock = socket.socket(family, kind, proto)
                 sockets.append(sock)
