@@ -264,3 +264,35 @@ def test_a_missing_certificate_is_named_with_its_key(tmp_path: Path) -> None:
     assert f"web config {config}: tls_server_config.key_file: cannot read " in result.stderr
     assert str(tmp_path / "gone.key") in result.stderr  # beside the web config
     assert "No such file or directory" in result.stderr
+
+
+def test_the_readme_makes_a_bcrypt_hash_without_htpasswd(tmp_path: Path) -> None:
+    """The README's one-liner, as written (the venv's python is the test's interpreter):
+    its hash is one the exporter accepts and that checks the password typed."""
+    import shlex
+    import sys
+
+    from greenops_exporter.web_config import load_web_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [line] = [
+        line
+        for line in readme.splitlines()
+        if line.startswith(".venv/bin/python -c 'import bcrypt")
+    ]
+    argv = shlex.split(line)
+    result = subprocess.run(
+        [sys.executable, *argv[1:]],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,  # no terminal: getpass reads the password from stdin
+    )
+    assert result.returncode == 0, result.stderr
+    hashed = result.stdout.strip()
+    assert hashed.startswith("$2b$10$")
+    assert bcrypt.checkpw(PASSWORD.encode(), hashed.encode())
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  alice: '{hashed}'\n")
+    assert load_web_config(config).basic_auth_users == {"alice": hashed}
