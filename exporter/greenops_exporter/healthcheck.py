@@ -40,7 +40,9 @@ def status(host: str, port: int, path: str, timeout: float) -> int:
     try:
         connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         connection.request("GET", path)
-    except ssl.SSLError:  # a plain HTTP server answered the TLS hello
+    except TimeoutError:
+        raise  # a hung server: asking again in plain HTTP would only wait twice
+    except OSError:  # a plain HTTP server answered (or dropped) the TLS hello
         connection = http.client.HTTPConnection(host, port, timeout=timeout)
         connection.request("GET", path)
     try:

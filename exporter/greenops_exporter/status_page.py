@@ -18,7 +18,7 @@ th,td{padding:.45rem .8rem;text-align:right;border-bottom:1px solid #e4e9ee}
 th{background:#eef2f6;font-weight:600} td.l,th.l{text-align:left}
 .idle{color:#b35c00}.compute{color:#1b7f3b}.memory{color:#1d5fb4}.io{color:#7a3fb4}
 .overhead{color:#b3261e}.stale{color:#b3261e;font-weight:600}
-.down{color:#fff;background:#b3261e;padding:.5rem .8rem;border-radius:4px}
+p.down{color:#fff;background:#b3261e;padding:.5rem .8rem;border-radius:4px}
 nav a{margin-right:1rem}
 """
 
@@ -72,10 +72,10 @@ def human_energy(joules: float) -> str:
     return f"{joules:.3g} J"
 
 
-def _backend_line(snap: Snapshot) -> str:
-    """Whether the backend reads GPUs; when it does not, why and since when, in words."""
+def _backend_down(snap: Snapshot) -> str:
+    """While the backend reads no GPU: that it is down, why and since when, in words."""
     if snap.backend_up:
-        return f"{len(snap.devices)} GPU(s)"
+        return ""
     since = (
         datetime.fromtimestamp(snap.backend_down_since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if snap.backend_down_since is not None
@@ -83,8 +83,8 @@ def _backend_line(snap: Snapshot) -> str:
     )
     why = html.escape(snap.backend_down_reason or "not started yet")
     return (
-        f'<span class="down" id="backend-down">backend {html.escape(snap.backend)} is down '
-        f"since {since}: {why} (retried; no GPU is read meanwhile)</span>"
+        f'<p class="down" id="backend-down">backend {html.escape(snap.backend)} is down '
+        f"since {since}: {why} (retried; no GPU is read meanwhile)</p>"
     )
 
 
@@ -146,7 +146,9 @@ def render_status(
 <title>greenops-exporter</title><style>{STYLE}</style></head>
 <body><h1>greenops-exporter {html.escape(version)}</h1>
 <p>Backend <b>{html.escape(snap.backend)}</b> ({html.escape(snap.backend_reason)}) ·
-grid {grid} · {_backend_line(snap)} · cycle {snap.cycles_total}</p>
+grid {grid} · {f"{len(snap.devices)} GPU(s)" if snap.backend_up else "backend down"} ·
+cycle {snap.cycles_total}</p>
+{_backend_down(snap)}
 <nav><a href="/metrics">/metrics</a><a href="/healthz">/healthz</a>
 <a href="/readyz">/readyz</a></nav>
 <h2>GPUs</h2>

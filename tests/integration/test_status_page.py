@@ -201,7 +201,7 @@ def test_a_backend_that_cannot_start_says_so(tmp_path) -> None:  # type: ignore[
     assert status == 200
     page = body.decode()
     assert "0 GPU(s)" not in page
-    down = re.search(r'<span class="down" id="backend-down">(.*?)</span>', page)
+    down = re.search(r'<p class="down" id="backend-down">(.*?)</p>', page)
     assert down, page
     text = html.unescape(down[1])
     assert "backend dcgm is down since " in text
