@@ -1,12 +1,12 @@
-"""`python -m greenops_exporter.healthcheck`: the container HEALTHCHECK, exit 0 when the
-exporter on this host answers /healthz with 200, else 1.
+"""The container HEALTHCHECK: exit 0 when this host's exporter answers /healthz with 200.
 
-It must work whatever the exporter's web config says, without knowing it: the health
-endpoints need no credentials, and the scheme is found by trying TLS first (certificates
-are not verified, as a kubelet's HTTPS probe does not: this is the process's own address,
-asked whether it lives) and plain HTTP when the server does not speak TLS. The port is the
-one the exporter reads from the same environment (`GREENOPS_SERVER__LISTEN_ADDRESS`),
-9479 by default. Kept to the standard library: it starts every 30 s.
+`python -m greenops_exporter.healthcheck [PATH]` exits 1 otherwise. It must work whatever
+the exporter's web config says, without knowing it: the health endpoints need no
+credentials, and the scheme is found by trying TLS first (certificates are not verified, as
+a kubelet's HTTPS probe does not verify them: this is the process's own address, asked
+whether it lives) and plain HTTP when the server does not speak TLS. The port is the one
+the exporter reads from the same environment (`GREENOPS_SERVER__LISTEN_ADDRESS`), 9479 by
+default. Kept to the standard library: it starts every 30 s.
 """
 
 from __future__ import annotations
