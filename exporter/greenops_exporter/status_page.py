@@ -18,6 +18,7 @@ th,td{padding:.45rem .8rem;text-align:right;border-bottom:1px solid #e4e9ee}
 th{background:#eef2f6;font-weight:600} td.l,th.l{text-align:left}
 .idle{color:#b35c00}.compute{color:#1b7f3b}.memory{color:#1d5fb4}.io{color:#7a3fb4}
 .overhead{color:#b3261e}.stale{color:#b3261e;font-weight:600}
+p.down{color:#fff;background:#b3261e;padding:.5rem .8rem;border-radius:4px}
 nav a{margin-right:1rem}
 """
 
@@ -58,6 +59,35 @@ def _fmt(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+_ENERGY_UNITS = (("MWh", 3.6e9), ("kWh", 3.6e6), ("Wh", 3600.0))
+
+
+def human_energy(joules: float) -> str:
+    """Three significant digits in J, Wh, kWh or MWh: the largest unit that shows at least
+    1 (Wh from 1000 J on, 0.278 Wh, so that no number reaches four digits)."""
+    for unit, size in _ENERGY_UNITS:
+        value = float(f"{joules / size:.3g}")  # rounded first: 999.96 Wh is 1 kWh
+        if value >= 1 or (unit == "Wh" and float(f"{joules:.3g}") >= 1000):
+            return f"{value:,.0f} {unit}" if value >= 1000 else f"{value:.3g} {unit}"
+    return f"{joules:.3g} J"
+
+
+def _backend_down(snap: Snapshot) -> str:
+    """While the backend reads no GPU: that it is down, why and since when, in words."""
+    if snap.backend_up:
+        return ""
+    since = (
+        datetime.fromtimestamp(snap.backend_down_since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if snap.backend_down_since is not None
+        else "the start"
+    )
+    why = html.escape(snap.backend_down_reason or "not started yet")
+    return (
+        f'<p class="down" id="backend-down">backend {html.escape(snap.backend)} is down '
+        f"since {since}: {why} (retried; no GPU is read meanwhile)</p>"
+    )
+
+
 def render_status(
     snap: Snapshot, energy_today: Mapping[str, float], version: str, refresh_seconds: int = 10
 ) -> str:
@@ -78,7 +108,7 @@ def render_status(
             f'<td class="l">{html.escape(d.info.name)}</td>'
             f'<td class="l">{state}</td>'
             f"<td>{_fmt(r.best_power_watts() if r else None, '.0f')} W</td>"
-            f"<td>{energy_today.get(d.info.uuid, 0.0) / 3.6e6:.4g} kWh</td>"
+            f"<td>{human_energy(energy_today.get(d.info.uuid, 0.0))}</td>"
             f"<td>{_fmt(None if waste is None else waste * 100, '.0f')} %</td>"
             f"<td>{grams:.1f} g</td>"
             f'<td class="l">{html.escape(d.waste.advice.text if d.waste.advice else "")}</td>'
@@ -116,7 +146,9 @@ def render_status(
 <title>greenops-exporter</title><style>{STYLE}</style></head>
 <body><h1>greenops-exporter {html.escape(version)}</h1>
 <p>Backend <b>{html.escape(snap.backend)}</b> ({html.escape(snap.backend_reason)}) ·
-grid {grid} · {len(snap.devices)} GPU(s) · cycle {snap.cycles_total}</p>
+grid {grid} · {f"{len(snap.devices)} GPU(s)" if snap.backend_up else "backend down"} ·
+cycle {snap.cycles_total}</p>
+{_backend_down(snap)}
 <nav><a href="/metrics">/metrics</a><a href="/healthz">/healthz</a>
 <a href="/readyz">/readyz</a></nav>
 <h2>GPUs</h2>

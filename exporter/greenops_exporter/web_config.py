@@ -3,7 +3,7 @@ client certificates) and basic auth with bcrypt hashes, so one file serves this 
 and node_exporter alike.
 
     tls_server_config:
-      cert_file: server.crt
+      cert_file: server.crt       # relative names: beside this file, as exporter-toolkit reads them
       key_file: server.key
       client_auth_type: RequireAndVerifyClientCert   # optional (mTLS)
       client_ca_file: ca.crt
@@ -79,25 +79,62 @@ def load_web_config(path: Path) -> WebConfig:
         if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
             raise ConfigError(f"web config {path}: basic_auth_users.{user}: not a bcrypt hash")
     tls = config.tls_server_config
+    if tls is None:
+        return config
     verifying = ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
-    if tls is not None and tls.client_auth_type in verifying and tls.client_ca_file is None:
+    if tls.client_auth_type in verifying and tls.client_ca_file is None:
         raise ConfigError(
             f"web config {path}: tls_server_config.client_ca_file: needed to verify clients"
         )
-    return config
+    tls = _beside(tls, Path(path).parent)
+    ssl_context(tls, f"web config {path}")  # unreadable certificates: refused now, by name
+    return config.model_copy(update={"tls_server_config": tls})
 
 
-def ssl_context(tls: TlsServerConfig) -> ssl.SSLContext:
+def _beside(tls: TlsServerConfig, directory: Path) -> TlsServerConfig:
+    """Relative file names are read from the web config's own directory, as exporter-toolkit
+    reads them, so that one file serves this exporter and node_exporter alike."""
+    ca = tls.client_ca_file
+    return tls.model_copy(
+        update={
+            "cert_file": directory / tls.cert_file,
+            "key_file": directory / tls.key_file,
+            "client_ca_file": None if ca is None else directory / ca,
+        }
+    )
+
+
+def ssl_context(tls: TlsServerConfig, where: str = "web config") -> ssl.SSLContext:
+    """The server's TLS context; an error names the web config, the key and the file."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _TLS_VERSIONS[tls.min_version]
     if tls.max_version is not None:
         context.maximum_version = _TLS_VERSIONS[tls.max_version]
+    files = [("cert_file", tls.cert_file), ("key_file", tls.key_file)]
+    if tls.client_ca_file is not None:
+        files.append(("client_ca_file", tls.client_ca_file))
+    for key, file in files:  # ssl's own errors do not say which file
+        try:
+            file.open("rb").close()
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}: tls_server_config.{key}: cannot read {file}: {exc.strerror or exc}"
+            ) from exc
     try:
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        if tls.client_ca_file is not None:
-            context.load_verify_locations(cafile=str(tls.client_ca_file))
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"tls_server_config: cannot load certificates: {exc}") from exc
+        raise ConfigError(
+            f"{where}: tls_server_config.cert_file, key_file: cannot load the certificate "
+            f"{tls.cert_file} with the key {tls.key_file}: {exc}"
+        ) from exc
+    if tls.client_ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(tls.client_ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{where}: tls_server_config.client_ca_file: cannot load {tls.client_ca_file}: "
+                f"{exc}"
+            ) from exc
     context.verify_mode = {
         "NoClientCert": ssl.CERT_NONE,
         "RequestClientCert": ssl.CERT_OPTIONAL,
@@ -111,10 +148,16 @@ def ssl_context(tls: TlsServerConfig) -> ssl.SSLContext:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Answered without credentials: a kubelet probe, a Docker HEALTHCHECK and a load balancer
+# cannot carry a secret, and these say only "ok"/"ready" or why not (no GPU, no config).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
 def basic_auth_middleware(
-    users: dict[str, str],
+    users: dict[str, str], public: frozenset[str] = PUBLIC_PATHS
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """401 unless the request carries a user and password matching a bcrypt hash.
+    """401 unless the request carries a user and password matching a bcrypt hash, except
+    on the `public` routes (the health endpoints).
 
     bcrypt is slow on purpose (tens of ms); a successful check is remembered (keyed by an
     HMAC of the credentials, never the password itself) so that a scraper every 15 s does
@@ -145,6 +188,10 @@ def basic_auth_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # the route the router matched, not the raw path: only those handlers go unchecked
+        resource = request.match_info.route.resource
+        if resource is not None and resource.canonical in public:
+            return await handler(request)
         if not check(request.headers.get("Authorization", "")):
             return web.Response(
                 status=401,

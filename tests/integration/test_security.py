@@ -226,3 +226,73 @@ def test_a_planted_secret_appears_nowhere(tmp_path: Path) -> None:
     assert 'greenops_source_up{kind="electricitymaps"' in metrics
     for text in (metrics, page, log, printed):
         assert "PLANTED-SECRET" not in text
+
+
+def test_relative_certificate_names_are_read_beside_the_web_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As exporter-toolkit reads them: the same file works for node_exporter, whatever the
+    working directory of the process."""
+    pki_dir = tmp_path / "pki"
+    pki_dir.mkdir()
+    pki = make_pki(pki_dir)
+    config = pki_dir / "web.yml"
+    config.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the exporter starts here, where no server.crt lies
+    exporter = start(config)
+    try:
+        url = f"https://127.0.0.1:{exporter.port}/readyz"
+        deadline = time.monotonic() + 15
+        while get(url, client_context(pki, with_cert=False)) != 200:
+            assert time.monotonic() < deadline, "never ready over TLS"
+            time.sleep(0.1)
+    finally:
+        code, _, out = exporter.stop()
+    assert code == 0, out
+
+
+def test_a_missing_certificate_is_named_with_its_key(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    config = tmp_path / "web.yml"
+    config.write_text(
+        f"tls_server_config:\n  cert_file: {pki['server.crt']}\n  key_file: gone.key\n"
+    )
+    result = serve_with(config)
+    assert result.returncode == 2, result.stderr
+    assert f"web config {config}: tls_server_config.key_file: cannot read " in result.stderr
+    assert str(tmp_path / "gone.key") in result.stderr  # beside the web config
+    assert "No such file or directory" in result.stderr
+
+
+def test_the_readme_makes_a_bcrypt_hash_without_htpasswd(tmp_path: Path) -> None:
+    """The README's one-liner, as written (the venv's python is the test's interpreter):
+    its hash is one the exporter accepts and that checks the password typed."""
+    import shlex
+    import sys
+
+    from greenops_exporter.web_config import load_web_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [line] = [
+        line
+        for line in readme.splitlines()
+        if line.startswith(".venv/bin/python -c 'import bcrypt")
+    ]
+    argv = shlex.split(line)
+    result = subprocess.run(
+        [sys.executable, *argv[1:]],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,  # no terminal: getpass reads the password from stdin
+    )
+    assert result.returncode == 0, result.stderr
+    hashed = result.stdout.strip()
+    assert hashed.startswith("$2b$10$")
+    assert bcrypt.checkpw(PASSWORD.encode(), hashed.encode())
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  alice: '{hashed}'\n")
+    assert load_web_config(config).basic_auth_users == {"alice": hashed}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..collect import Collector, Snapshot
@@ -21,43 +23,125 @@ from .wiring import (
     settings_from,
 )
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
 log = logging.getLogger("greenops_exporter")
+
+
+class ReloadFailures:
+    """Counts refused reloads for /metrics; it lives as long as the process, across reloads."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
+        yield CounterMetricFamily(
+            "greenops_config_reload_failures",
+            "SIGHUP reloads refused (an invalid config, or a new listen address that could "
+            "not be bound); the running config and listener were kept.",
+            value=self.count,
+        )
+
+
+class Listener:
+    """The listening sockets of one listen address, bound by us so that a reload can bind
+    the new address before the old one is closed, and keep the old one when that fails.
+    Each generation of the server gets duplicates of the sockets: closing them leaves these
+    listening, so a reload that keeps the address refuses no connection."""
+
+    def __init__(self, address: str, sockets: list[socket.socket]) -> None:
+        self.address = address
+        self.sockets = sockets
+
+    @classmethod
+    def bind(cls, address: str) -> Listener:
+        """OSError, naming the address, when it cannot be bound (in use, not ours)."""
+        host, port = parse_listen_address(address)
+        sockets: list[socket.socket] = []
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(sockaddr)
+                sock.listen(128)
+                sock.setblocking(False)
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror or exc}") from exc
+        return cls(address, sockets)
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
 
 
 async def serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
     """Serve until SIGTERM or SIGINT. On SIGHUP the config is read again: a valid one
     replaces the running exporter in place (counters start again, as after a restart), an
-    invalid one is refused with one log line and the running config kept."""
+    invalid one, or one whose new listen address cannot be bound, is refused with one log
+    line, counted, and the running config and listener kept."""
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
     loop = asyncio.get_running_loop()
-    while True:
-        stop = asyncio.Event()
-        replacement: list[Config] = []
+    failures = ReloadFailures()
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(namespace="greenops_exporter", registry=registry)
+    registry.register(failures)
+    listener = Listener.bind(config.server.listen_address)
+    try:
+        while True:
+            stop = asyncio.Event()
+            replacement: list[tuple[Config, Listener]] = []
 
-        def hangup(stop: asyncio.Event = stop, replacement: list[Config] = replacement) -> None:
-            if reload is None:
+            def hangup(
+                stop: asyncio.Event = stop,
+                replacement: list[tuple[Config, Listener]] = replacement,
+                listener: Listener = listener,
+            ) -> None:
+                if reload is None or replacement:  # none configured, or one under way
+                    return
+                try:
+                    new = reload()
+                    backend_from(new)  # a bad scenario is refused here, not after the switch
+                    if new.server.web_config_file:
+                        load_web_config(new.server.web_config_file)  # certificates too
+                    address = new.server.listen_address
+                    bound = listener if address == listener.address else Listener.bind(address)
+                except (ConfigError, OSError) as exc:
+                    failures.count += 1
+                    log.error("config reload refused, keeping the running config: %s", exc)
+                    return
+                replacement.append((new, bound))
+                stop.set()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGHUP, hangup)
+            await serve_once(config, stop, listener, registry)
+            if not replacement:
                 return
-            try:
-                new = reload()
-                backend_from(new)  # a bad scenario is refused here, not after the switch
-                if new.server.web_config_file:
-                    load_web_config(new.server.web_config_file)
-            except ConfigError as exc:
-                log.error("config reload refused, keeping the running config: %s", exc)
-                return
-            replacement.append(new)
-            stop.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, hangup)
-        await serve_once(config, stop)
-        if not replacement:
-            return
-        config = replacement[0]
-        log.info("config reloaded")
+            config, bound = replacement[0]
+            if bound is not listener:
+                listener.close()
+                listener = bound
+            log.info("config reloaded")
+    finally:
+        listener.close()
 
 
-async def serve_once(config: Config, stop: asyncio.Event) -> None:
+async def serve_once(
+    config: Config, stop: asyncio.Event, listener: Listener, registry: CollectorRegistry
+) -> None:
+    """One generation: a collector and an HTTP server on duplicates of `listener`'s sockets."""
     backend, reason = backend_from(config)
     log.info("backend %s: %s", backend.name, reason)
     identify, sources = kubernetes_from(config)
@@ -73,17 +157,12 @@ async def serve_once(config: Config, stop: asyncio.Event) -> None:
         carbon=carbon,
     )
     from aiohttp import web
-    from prometheus_client import CollectorRegistry, ProcessCollector
 
     from ..metrics import Exposition
     from ..server import ExpositionCache, make_app
     from ..status_page import EnergyToday
 
-    process_metrics = CollectorRegistry(auto_describe=False)
-    ProcessCollector(namespace="greenops_exporter", registry=process_metrics)
-    exposition = Exposition(
-        hostname_label(config), config.collectors.enabled(), extra=process_metrics
-    )
+    exposition = Exposition(hostname_label(config), config.collectors.enabled(), extra=registry)
     cache = ExpositionCache(exposition, lambda: collector.snapshot)
     today = EnergyToday(time.time)
     web_config = (
@@ -114,9 +193,10 @@ async def serve_once(config: Config, stop: asyncio.Event) -> None:
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, port = parse_listen_address(config.server.listen_address)
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
-    await site.start()
+    for sock in listener.sockets:
+        await web.SockSite(runner, sock.dup(), ssl_context=tls).start()
+    host, _ = parse_listen_address(config.server.listen_address)
+    port = listener.sockets[0].getsockname()[1]
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     if ":" in shown:
         shown = f"[{shown}]"

@@ -94,6 +94,8 @@ class Collector:
         self._opened = False
         self._next_open = 0.0
         self._backend_errors: dict[str, int] = {}
+        self._down_reason = ""  # why the backend could not open, for the status page
+        self._down_since: float | None = None
         self._cycles = 0
         self.skipped_cycles = 0
         self._pods: ExpiringTotals[PodKey] = ExpiringTotals(self.settings.identity_expire_seconds)
@@ -114,6 +116,7 @@ class Collector:
             infos = await loop.run_in_executor(None, self.backend.open)
         except BackendUnavailable as exc:
             self._backend_errors["open"] = self._backend_errors.get("open", 0) + 1
+            self._down_reason = str(exc)
             if self._backend_errors["open"] == 1:
                 log.error(
                     "backend %s unavailable (retrying every %.0f s): %s",
@@ -195,6 +198,12 @@ class Collector:
                 binding.account.observe(binding.source.value, now)
         self._cycles += 1
         backend_up, backend_errors = self._backend_health()
+        down_reason = ""
+        if backend_up:
+            self._down_since = None
+        else:
+            self._down_since = self._down_since or self._wall()
+            down_reason = self._down_reason if not self._opened else "its source did not answer"
         self.snapshot = Snapshot(
             backend=self.backend.name,
             backend_reason=self.backend_reason,
@@ -221,6 +230,8 @@ class Collector:
                 for b in self.inference
             ),
             host=self.host.snapshot() if self.host is not None else None,
+            backend_down_reason=down_reason,
+            backend_down_since=self._down_since,
         )
         return self.snapshot
 

@@ -162,6 +162,9 @@ class Snapshot:
     greenest: GreenestWindow | None = None
     forecast_min_grams_per_kwh: float | None = None
     host: HostSnapshot | None = None
+    # while the backend is down: why (its last error) and since when (Unix time)
+    backend_down_reason: str = ""
+    backend_down_since: float | None = None
 
     @property
     def ready(self) -> bool:

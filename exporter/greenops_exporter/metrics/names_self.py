@@ -95,13 +95,16 @@ SOURCE_AGE = gauge(
 )
 SCRAPE_COLLECTOR_SUCCESS = gauge(
     "greenops_scrape_collector_success",
-    "1 when the named collector rendered its metrics on this scrape, else 0.",
+    "1 when the named collector rendered its series from the current collection cycle, 0 "
+    "when it failed (its series are left out, the others are served); rendered once per "
+    "cycle, not per scrape; a switched-off collector has no series.",
     "collector",
     gpu=False,
 )
 SCRAPE_COLLECTOR_DURATION = gauge(
     "greenops_scrape_collector_duration_seconds",
-    "Time the named collector took to render its metrics on this scrape, in seconds.",
+    "Time the named collector took to render its series from the current collection cycle "
+    "(once per cycle, shared by every scrape of it), in seconds.",
     "collector",
     gpu=False,
 )
