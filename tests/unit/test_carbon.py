@@ -25,12 +25,14 @@ from greenops_exporter.analysis.carbon import (
 from greenops_exporter.analysis.footprint import FootprintSettings
 from greenops_exporter.analysis.inference import InferenceAccount
 from greenops_exporter.sources.carbon_intensity import (
+    STATIC,
     CarbonAwareSdk,
     CarbonChain,
     CarbonReading,
     ElectricityMaps,
     Intensity,
     UkCarbonIntensity,
+    UnknownZone,
     WattTime,
     static_intensity,
 )
@@ -95,8 +97,10 @@ def test_static_table_and_fallback() -> None:
     assert gcp.grams_per_kwh == pytest.approx(39.32) and value.year == 2024
     assert static_intensity("aws:us-east-1")[0].grams_per_kwh == pytest.approx(379.069)
     assert static_intensity("FR")[0].grams_per_kwh == pytest.approx(41.5)
-    unknown, value = static_intensity("mars-1")
-    assert unknown.grams_per_kwh == 475.0 and unknown.source == "static"
+    assert static_intensity("gb")[0] == Intensity(217.4, "static", "GB")  # any case
+    with pytest.raises(UnknownZone) as unknown:  # never the world average in disguise
+        static_intensity("mars-1")
+    assert unknown.value.zone == "mars-1" and unknown.value.nearest
     override, _ = static_intensity("GB", 123.0)
     assert (override.grams_per_kwh, override.source) == (123.0, "override")
 
@@ -379,15 +383,16 @@ def test_failures_fall_back_to_the_table_and_never_leak_secrets(
 
     async def test(base: str, apis: Apis) -> None:
         source = make(base)
-        chain = CarbonChain([source], source.zone)
+        # the fallback is the table's zone (carbon.zone): a WattTime region is not one
+        table_zone = source.zone if source.zone in STATIC else "world"
+        chain = CarbonChain([source], table_zone)
         apis.fail = failure
         try:
             assert not await source.poll_once()
         finally:
             await source.close()
         reading = chain.current()
-        assert reading.now.source == "static"
-        assert reading.now.grams_per_kwh == static_intensity(source.zone)[0].grams_per_kwh
+        assert reading.now == Intensity(STATIC[table_zone].grams_per_kwh, "static", table_zone)
         status = source.status()
         assert not status.up and status.errors == 1 and status.last_error
         if failure == "429":
