@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from fakenvml import FIXTURES
 from helpers import REPLAY_ARGS, cli
@@ -151,7 +154,7 @@ def test_measure_a_command_on_replay(tmp_path: Path) -> None:
 # eight H100s in the sim's compute phase without noise: each draws exactly the recorded
 # 697.6 W, and the energy counter is the exact integral of it
 STEADY_FLEET = "seed: 1\ngpus:\n" + "".join(
-    f"  - {{model: h100-sxm, noise: 0, schedule: [{{phase: compute, seconds: 3600}}]}}\n"
+    "  - {model: h100-sxm, noise: 0, schedule: [{phase: compute, seconds: 3600}]}\n"
     for _ in range(8)
 )
 
@@ -236,9 +239,147 @@ def test_secrets_stay_out_of_print_config(tmp_path: Path) -> None:
     config.write_text(
         "carbon:\n  sources:\n"
         "    - {kind: electricitymaps, url: 'http://127.0.0.1:9', zone: DE, token: inline-SECRET}\n"
-        "    - {kind: electricitymaps, url: 'http://127.0.0.1:9', zone: DE,\n"
+        "    - {kind: electricitymaps, name: em-file, url: 'http://127.0.0.1:9', zone: DE,\n"
         f"       token_file: '{token}'}}\n"
     )
     result = cli("--config", str(config), "--print-config")
     assert result.returncode == 0
     assert "SECRET" not in result.stdout and "**********" in result.stdout
+
+
+# --- zones: one parser, any case, an unknown zone is an error naming the nearest ----------
+
+
+def test_an_unknown_zone_is_an_error_naming_the_nearest_everywhere(tmp_path: Path) -> None:
+    for args in (
+        ("carbon-gate", "--max-intensity", "500", "--zone", "mars"),
+        ("greenest-window", "--zone", "mars"),
+    ):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "--zone: unknown zone 'mars'; nearest valid zones: " in result.stderr
+        assert "go" not in result.stdout and "475" not in result.stdout
+    near = cli("carbon-gate", "--max-intensity", "500", "--zone", "aws:us-east1")
+    assert near.returncode == 2 and "nearest valid zones: aws:us-east-1" in near.stderr
+    config = tmp_path / "c.yaml"
+    config.write_text("carbon: {zone: mars}\n")
+    for command in ("carbon-gate", "greenest-window", "regions", "measure"):
+        extra = {"carbon-gate": ["--max-intensity", "500"], "regions": ["--energy-kwh", "1"]}
+        result = cli(command, *extra.get(command, []), "--config", str(config))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "config error: carbon.zone: " in result.stderr and "'mars'" in result.stderr
+        assert "nearest valid zones" in result.stderr
+    bad = cli("regions", "--energy-kwh", "1", "--regions", "GB,mars")
+    assert bad.returncode == 2 and "--regions: unknown zone 'mars'; nearest" in bad.stderr
+
+
+def test_zones_in_any_case() -> None:
+    gate = cli("carbon-gate", "--max-intensity", "250", "--zone", "gb")
+    assert gate.returncode == 0, gate.stderr
+    assert gate.stdout.startswith("grid intensity in GB: 217 gCO2e/kWh (static)")  # Ember 217.4
+    result = cli("regions", "--energy-kwh", "1000", "--regions", "gb,AWS:US-EAST-1")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    # 1000 kWh x 217.4 g = 217.40 kg; x 379.069 g (CCF's SERC factor) = 379.07 kg
+    assert [(r[0], r[2]) for r in rows] == [("GB", "217.40"), ("aws:us-east-1", "379.07")]
+
+
+def test_out_of_range_flags_are_errors_naming_the_range() -> None:
+    gate = cli("carbon-gate", "--max-intensity", "-1", "--zone", "GB")
+    assert gate.returncode == 2 and gate.stdout == ""
+    assert "--max-intensity: -1 is outside the allowed range (0 or more" in gate.stderr
+    for pue in ("9", "0", "0.5", "nan"):
+        result = cli("regions", "--energy-kwh", "1", "--pue", pue)
+        assert result.returncode == 2, (pue, result.stdout)
+        assert "--pue: " in result.stderr and "allowed range 1.0-3.0" in result.stderr
+    ok = cli("regions", "--energy-kwh", "1000", "--regions", "FR", "--pue", "3")
+    assert ok.returncode == 0 and "124.50" in ok.stdout  # 1000 kWh x 3 x 41.5 g = 124.5 kg
+
+
+# --- a zone on the command line chooses the source serving it, or the table ---------------
+
+
+def test_zone_flag_chooses_the_source_serving_it(tmp_path: Path, uk_url: str) -> None:
+    config = str(config_with_uk(tmp_path, uk_url))
+    # the UK API serves GB only: aws:us-east-1 is the table's CCF factor, 379 g, not 200
+    aws = cli(
+        "carbon-gate", "--max-intensity", "250", "--zone", "aws:us-east-1", "--config", config
+    )
+    assert aws.returncode == 3, aws.stdout + aws.stderr
+    assert aws.stdout.startswith("grid intensity in aws:us-east-1: 379 gCO2e/kWh (static)")
+    gb = cli("carbon-gate", "--max-intensity", "250", "--zone", "gb", "--config", config)
+    assert gb.returncode == 0 and gb.stdout.startswith("grid intensity in GB: 200 gCO2e/kWh (uk)")
+    # no UK forecast shown as France's: France has no forecast source
+    fr = cli("greenest-window", "--duration", "2h", "--zone", "FR", "--config", config)
+    assert fr.returncode == 1, fr.stdout
+    assert "for zone FR (intensity now: 42 g/kWh from static)" in fr.stdout  # Ember 41.5
+    assert "greenest" not in fr.stdout
+
+
+def test_greenest_window_names_the_forecasts_zone(tmp_path: Path, uk_url: str) -> None:
+    config = tmp_path / "c.yaml"  # carbon.zone left at its default, world
+    config.write_text(f"carbon:\n  sources:\n    - {{kind: uk, url: '{uk_url}'}}\n")
+    result = cli("greenest-window", "--duration", "2h", "--config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("greenest 2 h window within 24 h in GB:")
+    assert "mean    50 gCO2e/kWh" in result.stdout
+
+
+# --- carbon sources have names ------------------------------------------------------------
+
+
+def test_two_sources_of_one_kind_need_names(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "carbon:\n  sources:\n"
+        "    - {kind: uk, url: 'http://127.0.0.1:9'}\n"
+        "    - {kind: uk, url: 'http://127.0.0.1:9', region_id: 3}\n"
+    )
+    result = cli("--config", str(config), "--print-config")
+    assert result.returncode == 2
+    assert "config error: carbon.sources: " in result.stderr
+    assert "'uk' is used more than once" in result.stderr and "`name`" in result.stderr
+
+
+def test_two_named_sources_of_one_kind_scrape_without_duplicates(
+    tmp_path: Path, uk_url: str
+) -> None:
+    from test_serve import Exporter
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "carbon:\n  zone: GB\n  sources:\n"
+        f"    - {{kind: uk, name: uk-primary, url: '{uk_url}'}}\n"
+        f"    - {{kind: uk, name: uk-mirror, url: '{uk_url}'}}\n"
+    )
+    exporter = Exporter("--config", str(config), "--backend", "sim", "--collect-interval", "0.2")
+    try:
+        exporter.wait_ready()
+        text = ""
+        for _ in range(100):  # both sources polled (they start with the first cycle)
+            _, _, body = exporter.get("/metrics")
+            text = body.decode()
+            if all(f'greenops_source_up{{kind="uk",name="{n}"}} 1' in text for n in NAMES):
+                break
+            time.sleep(0.1)
+    finally:
+        exporter.stop()
+    series = [
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+    assert len(series) == len(set(series)), "duplicate series in one scrape"
+    up = {dict(labels)["name"] for name, labels in series if name == "greenops_source_up"}
+    assert up == set(NAMES)
+    for name in NAMES:
+        assert f'greenops_source_up{{kind="uk",name="{name}"}} 1' in text
+    # the UK API's 200 g/kWh is in force, labelled with its zone
+    assert 'greenops_grid_carbon_intensity_grams_per_kwh{source="uk",zone="GB"} 200.0' in text
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert (check.returncode, check.stdout + check.stderr) == (0, "")
+
+
+NAMES = ("uk-primary", "uk-mirror")
