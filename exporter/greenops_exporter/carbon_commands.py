@@ -117,7 +117,7 @@ def regions(energy_kwh: float, names: Sequence[str] | None, pue: float) -> int:
     chosen = sorted(k for k in STATIC if k != "world")
     if names:
         try:
-            chosen = [parse_zone(n) for n in names]
+            chosen = list(dict.fromkeys(parse_zone(n) for n in names))  # gb,GB: one row
         except UnknownZone as exc:
             raise UsageError(f"--regions: {exc}") from None
     rows = sorted(
