@@ -4,13 +4,17 @@ measure.py)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from .analysis.carbon import greenest_window, operational_grams
+from .config import PUE_MAX, PUE_MIN
 from .errors import UsageError
-from .sources.carbon_intensity import STATIC, CarbonChain, CarbonReading
+from .sources.carbon_intensity import STATIC, CarbonChain, CarbonReading, NoIntensity
+from .sources.carbon_static import UnknownZone, parse_zone
 
 # UK government GHG conversion factors: an average car of unknown fuel, about 0.17 kgCO2e/km
 CAR_GRAMS_PER_KM = 170.0
@@ -28,6 +32,23 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=sum(float(n) * unit[u] for n, u in parts))
 
 
+def check_max_intensity(value: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(
+            f"--max-intensity: {value:g} is outside the allowed range (0 or more gCO2e/kWh)"
+        )
+    return value
+
+
+def check_pue(value: float) -> float:
+    if not PUE_MIN <= value <= PUE_MAX:  # NaN fails too
+        raise UsageError(
+            f"--pue: {value:g} is outside the allowed range {PUE_MIN:.1f}-{PUE_MAX:.1f} "
+            "(as carbon.pue)"
+        )
+    return value
+
+
 async def poll_chain(chain: CarbonChain) -> CarbonReading:
     """Ask every live source once, then take the chain's answer (the table at worst)."""
     await asyncio.gather(*(s.poll_once() for s in chain.sources))
@@ -37,20 +58,26 @@ async def poll_chain(chain: CarbonChain) -> CarbonReading:
 
 
 def greenest(chain: CarbonChain, duration: timedelta, within: timedelta) -> int:
-    reading = asyncio.run(poll_chain(chain))
-    forecast = chain.forecast()
+    """The forecast's own zone heads the answer: the zone of the source that made it."""
+    try:
+        reading = asyncio.run(poll_chain(chain))
+    except NoIntensity as exc:
+        print(f"greenops-exporter: {exc}", file=sys.stderr)
+        return 1
+    source = chain.forecast_reading()
     now = datetime.now(UTC)
-    best = greenest_window(forecast, now, duration, within)
-    if best is None:
+    best = None if source is None else greenest_window(source.forecast, now, duration, within)
+    if source is None or best is None:
         print(
             f"no forecast covers a {_span(duration)} window within {_span(within)} "
-            f"for zone {chain.zone} "
+            f"for zone {reading.now.zone} "
             f"(intensity now: {reading.now.grams_per_kwh:.0f} g/kWh from {reading.now.source}); "
             "configure a live source with forecasts (carbon.sources)"
         )
         return 1
     wait = best.start - now
-    print(f"greenest {_span(duration)} window within {_span(within)} in {chain.zone}:")
+    zone = source.now.zone
+    print(f"greenest {_span(duration)} window within {_span(within)} in {zone}:")
     print(f"  starts  {best.start.isoformat(timespec='minutes')} (in {_human(wait)})")
     print(f"  mean    {best.mean_grams_per_kwh:.0f} gCO2e/kWh")
     print(
@@ -72,7 +99,11 @@ def _human(delta: timedelta) -> str:
 
 
 def carbon_gate(chain: CarbonChain, max_intensity: float) -> int:
-    reading = asyncio.run(poll_chain(chain)).now
+    try:
+        reading = asyncio.run(poll_chain(chain)).now
+    except NoIntensity as exc:
+        print(f"greenops-exporter: {exc}", file=sys.stderr)
+        return 1
     verdict = reading.grams_per_kwh <= max_intensity
     print(
         f"grid intensity in {reading.zone}: {reading.grams_per_kwh:.0f} gCO2e/kWh "
@@ -83,10 +114,12 @@ def carbon_gate(chain: CarbonChain, max_intensity: float) -> int:
 
 
 def regions(energy_kwh: float, names: Sequence[str] | None, pue: float) -> int:
-    chosen = list(names) if names else sorted(k for k in STATIC if k != "world")
-    unknown = [n for n in chosen if n not in STATIC]
-    if unknown:
-        raise UsageError(f"--regions: unknown {', '.join(unknown)} (see the README's table)")
+    chosen = sorted(k for k in STATIC if k != "world")
+    if names:
+        try:
+            chosen = list(dict.fromkeys(parse_zone(n) for n in names))  # gb,GB: one row
+        except UnknownZone as exc:
+            raise UsageError(f"--regions: {exc}") from None
     rows = sorted(
         (
             (name, operational_grams(energy_kwh * 3.6e6, pue, STATIC[name].grams_per_kwh))

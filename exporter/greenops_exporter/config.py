@@ -29,7 +29,10 @@ from .config_sources import CONFIG_ENV as CONFIG_ENV  # re-exported: the CLI's n
 from .config_sources import Origins, config_file, deep_merge, env_values
 from .config_sources import dotted_overrides as dotted_overrides
 from .config_sources import env_overrides as env_overrides
+from .sources.carbon_static import UnknownZone, parse_zone
 from .validation import format_validation_error
+
+PUE_MIN, PUE_MAX = 1.0, 3.0  # carbon.pue's range, and the carbon commands' --pue
 
 
 class ConfigError(ValueError):
@@ -187,6 +190,8 @@ class InferenceConfig(_Section):
 
 
 class CarbonSourceConfig(_Section):
+    # unique among carbon.sources: the `name` label of the greenops_source_* series
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     kind: Literal["electricitymaps", "watttime", "uk", "carbon_aware_sdk"]
     url: str = Field(pattern=r"^https?://")
     zone: str | None = None  # Electricity Maps zone, WattTime region, Carbon Aware location
@@ -200,6 +205,13 @@ class CarbonSourceConfig(_Section):
     password_env: str | None = None
     interval_seconds: float = Field(default=300.0, gt=0)
     timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_defaults_to_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" not in data and isinstance(data.get("kind"), str):
+            return {"name": data["kind"], **data}
+        return data
 
     @model_validator(mode="after")
     def _needs(self) -> CarbonSourceConfig:
@@ -223,12 +235,33 @@ def _default_embodied() -> dict[str, EmbodiedConfig]:
 class CarbonConfig(_Section):
     zone: str = "world"  # static table key: gcp:<region>, aws:<region>, azure:<region>, GB…
     intensity_grams_per_kwh: float | None = Field(default=None, ge=0)  # a fixed override
-    pue: float = Field(default=1.0, ge=1.0, le=3.0)
+    pue: float = Field(default=1.0, ge=PUE_MIN, le=PUE_MAX)
     max_age_seconds: float = Field(default=3600.0, gt=0)
     sources: list[CarbonSourceConfig] = Field(default_factory=list)
     embodied: dict[str, EmbodiedConfig] = Field(default_factory=_default_embodied)
     greenest_window_seconds: float = Field(default=4 * 3600.0, gt=0)
     greenest_within_seconds: float = Field(default=24 * 3600.0, gt=0)
+
+    @field_validator("zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """The static table's key (any case): the fallback must know the zone."""
+        try:
+            return parse_zone(value)
+        except UnknownZone as exc:
+            raise ValueError(f"not a zone of the static table; {exc.hint}") from None
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[CarbonSourceConfig]) -> list[CarbonSourceConfig]:
+        names = [s.name for s in sources]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"names must be unique, {', '.join(map(repr, twice))} is used more than once "
+                "(a source's name defaults to its kind: give each one its own `name`)"
+            )
+        return sources
 
 
 class CostConfig(_Section):

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from fakenvml import FIXTURES
 from helpers import REPLAY_ARGS, cli
@@ -120,10 +123,7 @@ def test_regions_sorted_by_carbon() -> None:
 def test_measure_a_command_on_replay(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "carbon: {zone: GB, pue: 1.2}\n"
-        "cost: {energy_price_per_kwh: 0.30, gpu_hourly_price: {default: 3.60}}\n"
-    )
+    config.write_text("carbon: {zone: GB, pue: 1.2}\n")
     result = cli(
         "measure",
         "--json",
@@ -143,24 +143,65 @@ def test_measure_a_command_on_replay(tmp_path: Path) -> None:
     assert report["exit_code"] == 7
     assert report["gpus"] == ["GPU-e8b6b100-c246-322a-802b-56ddb5cc4c04"]
     assert 1.9 < report["duration_seconds"] < 4
-    # 10x: the energy of the first ~10 x duration seconds of the recording (from its counter;
-    # the replay clock starts a little before the command and reads every 2 recorded seconds)
-    from greenops_exporter.analysis.energy import cumulative_energy, window_energy
-    from greenops_exporter.backends.replay import load_recording
-
-    rec = load_recording(FIXTURES / "trace_a.jsonl")
-    times, cumulative = rec.times, cumulative_energy(rec.readings)
-    span = 10 * report["duration_seconds"]
-    low = window_energy(times, cumulative, times[0], times[0] + span - 6).energy_joules
-    high = window_energy(times, cumulative, times[0], times[0] + span + 6).energy_joules
-    assert low < report["energy_joules"] < high
-    kwh = report["energy_joules"] / 3.6e6
-    assert report["carbon_grams_operational"] == pytest.approx(kwh * 1.2 * 217.4, rel=1e-3)
-    assert report["cost"]["energy"] == pytest.approx(kwh * 1.2 * 0.30, rel=1e-3)
+    assert report["energy_joules"] > 0  # its value: test_measure_carbon_and_cost_from_the_...
     assert report["intensity_source"] == "static" and report["pue"] == 1.2
+    assert report["intensity_grams_per_kwh"] == 217.4  # Ember's GB figure, the table's
     assert sum(report["class_share"].values()) == pytest.approx(1.0, abs=1e-3)
     assert report["equivalent_km_driven"] > 0
     assert "greenops measure:" in result.stderr and "like driving" in result.stderr
+
+
+# eight H100s in the sim's compute phase without noise: each draws exactly the recorded
+# 697.6 W, and the energy counter is the exact integral of it
+STEADY_FLEET = "seed: 1\ngpus:\n" + "".join(
+    "  - {model: h100-sxm, noise: 0, schedule: [{phase: compute, seconds: 3600}]}\n"
+    for _ in range(8)
+)
+
+
+def test_measure_carbon_and_cost_from_the_scenario_power(tmp_path: Path) -> None:
+    """Energy, carbon and cost against the scenario's watts x the seconds collected and the
+    table's intensity, each derived here: none from the exporter's own energy."""
+    scenario = tmp_path / "steady.yaml"
+    scenario.write_text(STEADY_FLEET)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "carbon: {zone: GB, pue: 1.2}\n"
+        "cost: {energy_price_per_kwh: 3.00, gpu_hourly_price: {default: 3.60}}\n"
+    )
+    out = tmp_path / "m.json"
+    result = cli(
+        "measure",
+        "--json",
+        str(out),
+        "--config",
+        str(config),
+        "--backend",
+        "sim",
+        "--scenario",
+        str(scenario),
+        "--collect-interval",
+        "0.2",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(2)",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert len(report["gpus"]) == 8
+    # the GPU-seconds collected, from the rental account (3.60 an hour = 0.001 a second):
+    # the collector's clock, independent of its energy; about 8 x 2 s
+    gpu_seconds = report["cost"]["rental"] / 0.001
+    assert gpu_seconds > 8 * 2.0  # the reads before and after enclose the 2 s sleep
+    joules = 697.6 * gpu_seconds
+    kwh = joules / 3.6e6
+    # rel 1e-3: no noise and an exact counter, so only the JSON's rounding is left (rental
+    # to 1e-6 of ~0.016: 6e-5; grams to 1e-4 of ~0.8: 1.2e-4; cost to 1e-6 of ~0.011: 9e-5)
+    assert report["energy_joules"] == pytest.approx(joules, rel=1e-3)
+    assert report["carbon_grams_operational"] == pytest.approx(kwh * 1.2 * 217.4, rel=1e-3)
+    assert report["cost"]["energy"] == pytest.approx(kwh * 1.2 * 3.00, rel=1e-3)
+    assert report["intensity_grams_per_kwh"] == 217.4 and report["zone"] == "GB"
 
 
 def test_measure_needs_a_command() -> None:
@@ -198,9 +239,150 @@ def test_secrets_stay_out_of_print_config(tmp_path: Path) -> None:
     config.write_text(
         "carbon:\n  sources:\n"
         "    - {kind: electricitymaps, url: 'http://127.0.0.1:9', zone: DE, token: inline-SECRET}\n"
-        "    - {kind: electricitymaps, url: 'http://127.0.0.1:9', zone: DE,\n"
+        "    - {kind: electricitymaps, name: em-file, url: 'http://127.0.0.1:9', zone: DE,\n"
         f"       token_file: '{token}'}}\n"
     )
     result = cli("--config", str(config), "--print-config")
     assert result.returncode == 0
     assert "SECRET" not in result.stdout and "**********" in result.stdout
+
+
+# --- zones: one parser, any case, an unknown zone is an error naming the nearest ----------
+
+
+def test_an_unknown_zone_is_an_error_naming_the_nearest_everywhere(tmp_path: Path) -> None:
+    for args in (
+        ("carbon-gate", "--max-intensity", "500", "--zone", "mars"),
+        ("greenest-window", "--zone", "mars"),
+    ):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "--zone: unknown zone 'mars'; nearest valid zones: " in result.stderr
+        assert "go" not in result.stdout and "475" not in result.stdout
+    near = cli("carbon-gate", "--max-intensity", "500", "--zone", "aws:us-east1")
+    assert near.returncode == 2 and "nearest valid zones: aws:us-east-1" in near.stderr
+    config = tmp_path / "c.yaml"
+    config.write_text("carbon: {zone: mars}\n")
+    for command in ("carbon-gate", "greenest-window", "regions", "measure"):
+        extra = {"carbon-gate": ["--max-intensity", "500"], "regions": ["--energy-kwh", "1"]}
+        result = cli(command, *extra.get(command, []), "--config", str(config))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "config error: carbon.zone: " in result.stderr and "'mars'" in result.stderr
+        assert "nearest valid zones" in result.stderr
+    bad = cli("regions", "--energy-kwh", "1", "--regions", "GB,mars")
+    assert bad.returncode == 2 and "--regions: unknown zone 'mars'; nearest" in bad.stderr
+
+
+def test_zones_in_any_case() -> None:
+    gate = cli("carbon-gate", "--max-intensity", "250", "--zone", "gb")
+    assert gate.returncode == 0, gate.stderr
+    assert gate.stdout.startswith("grid intensity in GB: 217 gCO2e/kWh (static)")  # Ember 217.4
+    result = cli("regions", "--energy-kwh", "1000", "--regions", "gb,AWS:US-EAST-1")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    # 1000 kWh x 217.4 g = 217.40 kg; x 379.069 g (CCF's SERC factor) = 379.07 kg
+    assert [(r[0], r[2]) for r in rows] == [("GB", "217.40"), ("aws:us-east-1", "379.07")]
+
+
+def test_out_of_range_flags_are_errors_naming_the_range() -> None:
+    gate = cli("carbon-gate", "--max-intensity", "-1", "--zone", "GB")
+    assert gate.returncode == 2 and gate.stdout == ""
+    assert "--max-intensity: -1 is outside the allowed range (0 or more" in gate.stderr
+    for pue in ("9", "0", "0.5", "nan"):
+        result = cli("regions", "--energy-kwh", "1", "--pue", pue)
+        assert result.returncode == 2, (pue, result.stdout)
+        assert "--pue: " in result.stderr and "allowed range 1.0-3.0" in result.stderr
+    ok = cli("regions", "--energy-kwh", "1000", "--regions", "FR", "--pue", "3")
+    assert ok.returncode == 0 and "124.50" in ok.stdout  # 1000 kWh x 3 x 41.5 g = 124.5 kg
+
+
+# --- a zone on the command line chooses the source serving it, or the table ---------------
+
+
+def test_zone_flag_chooses_the_source_serving_it(tmp_path: Path, uk_url: str) -> None:
+    config = str(config_with_uk(tmp_path, uk_url))
+    # the UK API serves GB only: aws:us-east-1 is the table's CCF factor, 379 g, not 200
+    aws = cli(
+        "carbon-gate", "--max-intensity", "250", "--zone", "aws:us-east-1", "--config", config
+    )
+    assert aws.returncode == 3, aws.stdout + aws.stderr
+    assert aws.stdout.startswith("grid intensity in aws:us-east-1: 379 gCO2e/kWh (static)")
+    gb = cli("carbon-gate", "--max-intensity", "250", "--zone", "gb", "--config", config)
+    assert gb.returncode == 0 and gb.stdout.startswith("grid intensity in GB: 200 gCO2e/kWh (uk)")
+    # no UK forecast shown as France's: France has no forecast source
+    fr = cli("greenest-window", "--duration", "2h", "--zone", "FR", "--config", config)
+    assert fr.returncode == 1, fr.stdout
+    assert "for zone FR (intensity now: 42 g/kWh from static)" in fr.stdout  # Ember 41.5
+    assert "greenest" not in fr.stdout
+
+
+def test_greenest_window_names_the_forecasts_zone(tmp_path: Path, uk_url: str) -> None:
+    config = tmp_path / "c.yaml"  # carbon.zone left at its default, world
+    config.write_text(f"carbon:\n  sources:\n    - {{kind: uk, url: '{uk_url}'}}\n")
+    result = cli("greenest-window", "--duration", "2h", "--config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("greenest 2 h window within 24 h in GB:")
+    assert "mean    50 gCO2e/kWh" in result.stdout
+
+
+# --- carbon sources have names ------------------------------------------------------------
+
+
+def test_two_sources_of_one_kind_need_names(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "carbon:\n  sources:\n"
+        "    - {kind: uk, url: 'http://127.0.0.1:9'}\n"
+        "    - {kind: uk, url: 'http://127.0.0.1:9', region_id: 3}\n"
+    )
+    result = cli("--config", str(config), "--print-config")
+    assert result.returncode == 2
+    assert "config error: carbon.sources: " in result.stderr
+    assert "'uk' is used more than once" in result.stderr and "`name`" in result.stderr
+
+
+def test_two_named_sources_of_one_kind_scrape_without_duplicates(
+    tmp_path: Path, uk_url: str
+) -> None:
+    from test_serve import Exporter
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "carbon:\n  zone: GB\n  sources:\n"
+        f"    - {{kind: uk, name: uk-primary, url: '{uk_url}'}}\n"
+        f"    - {{kind: uk, name: uk-mirror, url: '{uk_url}'}}\n"
+    )
+    exporter = Exporter("--config", str(config), "--backend", "sim", "--collect-interval", "0.2")
+    try:
+        exporter.wait_ready()
+        text = ""
+        for _ in range(100):
+            _, _, body = exporter.get("/metrics")
+            text = body.decode()
+            # both sources polled, and a cycle since took the UK API's value
+            if IN_FORCE in text and all(
+                f'greenops_source_up{{kind="uk",name="{n}"}} 1' in text for n in NAMES
+            ):
+                break
+            time.sleep(0.1)
+    finally:
+        exporter.stop()
+    series = [
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+    assert len(series) == len(set(series)), "duplicate series in one scrape"
+    up = {dict(labels)["name"] for name, labels in series if name == "greenops_source_up"}
+    assert up == set(NAMES)
+    for name in NAMES:
+        assert f'greenops_source_up{{kind="uk",name="{name}"}} 1' in text
+    assert IN_FORCE in text  # the UK API's 200 g/kWh, labelled with its zone
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert (check.returncode, check.stdout + check.stderr) == (0, "")
+
+
+NAMES = ("uk-primary", "uk-mirror")
+IN_FORCE = 'greenops_grid_carbon_intensity_grams_per_kwh{source="uk",zone="GB"} 200.0'

@@ -195,7 +195,7 @@ def test_a_planted_secret_appears_nowhere(tmp_path: Path) -> None:
         "carbon:\n  sources:\n"
         "    - {kind: electricitymaps, url: 'http://127.0.0.1:1', zone: DE,\n"
         "       token: INLINE-PLANTED-SECRET, interval_seconds: 0.5, timeout_seconds: 0.2}\n"
-        "    - {kind: electricitymaps, url: 'http://127.0.0.1:1', zone: FR,\n"
+        "    - {kind: electricitymaps, name: em-fr, url: 'http://127.0.0.1:1', zone: FR,\n"
         f"       token_file: '{secret_file}', interval_seconds: 0.5, timeout_seconds: 0.2}}\n"
         "    - {kind: watttime, url: 'http://127.0.0.1:1', zone: X, username: u,\n"
         "       password_env: WT_PASSWORD, interval_seconds: 0.5, timeout_seconds: 0.2}\n"

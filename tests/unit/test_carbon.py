@@ -25,12 +25,14 @@ from greenops_exporter.analysis.carbon import (
 from greenops_exporter.analysis.footprint import FootprintSettings
 from greenops_exporter.analysis.inference import InferenceAccount
 from greenops_exporter.sources.carbon_intensity import (
+    STATIC,
     CarbonAwareSdk,
     CarbonChain,
     CarbonReading,
     ElectricityMaps,
     Intensity,
     UkCarbonIntensity,
+    UnknownZone,
     WattTime,
     static_intensity,
 )
@@ -95,10 +97,32 @@ def test_static_table_and_fallback() -> None:
     assert gcp.grams_per_kwh == pytest.approx(39.32) and value.year == 2024
     assert static_intensity("aws:us-east-1")[0].grams_per_kwh == pytest.approx(379.069)
     assert static_intensity("FR")[0].grams_per_kwh == pytest.approx(41.5)
-    unknown, value = static_intensity("mars-1")
-    assert unknown.grams_per_kwh == 475.0 and unknown.source == "static"
+    assert static_intensity("gb")[0] == Intensity(217.4, "static", "GB")  # any case
+    with pytest.raises(UnknownZone) as unknown:  # never the world average in disguise
+        static_intensity("mars-1")
+    assert unknown.value.zone == "mars-1" and unknown.value.nearest
     override, _ = static_intensity("GB", 123.0)
     assert (override.grams_per_kwh, override.source) == (123.0, "override")
+
+
+def test_a_forecast_is_never_shown_under_another_zone() -> None:
+    now = [0.0]
+
+    async def test(base: str, apis: Apis) -> None:
+        uk = UkCarbonIntensity(f"{base}/uk", monotonic=lambda: now[0])
+        chain = CarbonChain([uk], "world", max_age_seconds=600)
+        try:
+            assert await uk.poll_once(), uk.last_error
+        finally:
+            await uk.close()
+        assert chain.current().now == Intensity(175.0, "uk", "GB")
+        assert chain.forecast()[0].grams_per_kwh == 180.0  # GB's forecast under GB
+        now[0] = 1000.0  # the UK value is too old: the table's world figure is in force
+        assert chain.current().now == Intensity(475.0, "static", "world")
+        assert chain.forecast() == ()  # not the UK forecast labelled "world"
+        assert chain.forecast_reading() is None
+
+    with_apis(test)
 
 
 # --- the APIs over HTTP ---------------------------------------------------------------------
@@ -379,15 +403,16 @@ def test_failures_fall_back_to_the_table_and_never_leak_secrets(
 
     async def test(base: str, apis: Apis) -> None:
         source = make(base)
-        chain = CarbonChain([source], source.zone)
+        # the fallback is the table's zone (carbon.zone): a WattTime region is not one
+        table_zone = source.zone if source.zone in STATIC else "world"
+        chain = CarbonChain([source], table_zone)
         apis.fail = failure
         try:
             assert not await source.poll_once()
         finally:
             await source.close()
         reading = chain.current()
-        assert reading.now.source == "static"
-        assert reading.now.grams_per_kwh == static_intensity(source.zone)[0].grams_per_kwh
+        assert reading.now == Intensity(STATIC[table_zone].grams_per_kwh, "static", table_zone)
         status = source.status()
         assert not status.up and status.errors == 1 and status.last_error
         if failure == "429":
@@ -452,13 +477,21 @@ def test_carbon_integrates_the_intensity_in_force_each_cycle() -> None:
     )
     snap = run_sim(spec, 10, footprint_for=lambda info: settings, carbon=Switching())
     [gpu] = snap.devices
-    # 697.6 W steady (no noise): 9 intervals of 1 s after the first reading
-    joules_per_second = gpu.energy_joules_total / 9
-    grams = [operational_grams(joules_per_second, 1.5, i) for i in [100.0] * 4 + [400.0] * 5]
-    assert gpu.costs.operational_grams == pytest.approx(sum(grams), rel=1e-6)
-    assert gpu.costs.embodied_grams == pytest.approx(embodied_grams(164.0, 4.0, 9.0))
-    assert gpu.costs.energy_cost == pytest.approx(gpu.energy_joules_total / 3.6e6 * 1.5 * 0.30)
-    assert gpu.costs.rental_cost == pytest.approx(9 / 3600 * 3.6)
+    # From the scenario, not from the exporter's energy: the sim's H100 draws the recorded
+    # compute phase's 697.6 W (no noise; its counter is the exact integral), and the 10
+    # cycles 1 s apart leave 9 intervals of 1 s after the first reading. The first cycle's
+    # intensity (100) only opens the account; then 4 intervals at 100 and 5 at 400 g/kWh.
+    # 697.6 J x 1.5 / 3.6e6 x (4 x 100 + 5 x 400) = 0.6976 g; cost 6278.4 J -> 0.0007848.
+    # rel 1e-9: float rounding only (the sim's power is 74 + (697.6 - 74) / 626 x 626 W).
+    watts, pue = 697.6, 1.5
+    assert gpu.energy_joules_total == pytest.approx(watts * 9, rel=1e-9)
+    expected = sum(watts * 1.0 / 3.6e6 * pue * i for i in [100.0] * 4 + [400.0] * 5)
+    assert expected == pytest.approx(0.6976)
+    assert gpu.costs.operational_grams == pytest.approx(expected, rel=1e-9)
+    # 164 kg over 4 years (365.25 d) for 9 s
+    assert gpu.costs.embodied_grams == pytest.approx(164000 * 9 / (4 * 365.25 * 86400), rel=1e-9)
+    assert gpu.costs.energy_cost == pytest.approx(watts * 9 / 3.6e6 * pue * 0.30, rel=1e-9)
+    assert gpu.costs.rental_cost == pytest.approx(9 / 3600 * 3.6, rel=1e-9)
     [pod] = gpu.pod_costs.values()
     assert pod.operational_grams == pytest.approx(gpu.costs.operational_grams)  # its only process
     assert gpu.pod_waste_cost == {}  # compute-bound all along: no waste
@@ -477,7 +510,9 @@ def test_waste_cost_of_an_idle_gpu_and_its_pod() -> None:
     settings = FootprintSettings(energy_price_per_kwh=0.30, rental_price_per_hour=3.6)
     [gpu] = run_sim(spec, 11, footprint_for=lambda info: settings).devices
     total = gpu.costs.energy_cost + gpu.costs.rental_cost
-    assert total == pytest.approx(10 / 3600 * 3.6 + gpu.energy_joules_total / 3.6e6 * 0.30)
+    # from the scenario: the sim's H100 holding memory draws the recorded 122 W, for 10
+    # intervals of 1 s: 1220 J x 0.30 / 3.6e6 + 10 s of 3.6/h (rel 1e-9: float rounding)
+    assert total == pytest.approx(10 / 3600 * 3.6 + 122.0 * 10 / 3.6e6 * 0.30, rel=1e-9)
     assert gpu.costs.waste_cost[BottleneckClass.IDLE] == pytest.approx(total)
     [(key, cost)] = gpu.pod_waste_cost.items()
     assert key[0].pod == "nb" and key[1] is BottleneckClass.IDLE

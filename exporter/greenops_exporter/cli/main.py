@@ -276,16 +276,24 @@ def _duration_seconds(flag: str, text: str) -> float:
 
 
 def _carbon_command(args: argparse.Namespace, config: Config) -> int:
-    from ..carbon_commands import carbon_gate, greenest, parse_duration, regions
+    from ..carbon_commands import (
+        carbon_gate,
+        check_max_intensity,
+        check_pue,
+        greenest,
+        parse_duration,
+        regions,
+    )
+    from ..sources.carbon_static import UnknownZone
     from .wiring import carbon_from
 
     if args.command in ("greenest-window", "carbon-gate"):
-        if args.zone:
-            config.carbon.zone = args.zone
-            for source in config.carbon.sources:
-                if source.kind != "uk":
-                    source.zone = args.zone
-        chain = carbon_from(config)
+        if args.command == "carbon-gate":
+            check_max_intensity(args.max_intensity)
+        try:
+            chain = carbon_from(config, args.zone)  # --zone: only the sources serving it
+        except UnknownZone as exc:
+            raise UsageError(f"--zone: {exc}") from None
         if args.command == "carbon-gate":
             return carbon_gate(chain, args.max_intensity)
         return greenest(chain, parse_duration(args.duration), parse_duration(args.within))
@@ -293,7 +301,8 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
         if args.energy_kwh < 0:
             raise UsageError("--energy-kwh must not be negative")
         names = [n.strip() for n in args.regions.split(",")] if args.regions else None
-        return regions(args.energy_kwh, names, args.pue or config.carbon.pue)
+        pue = config.carbon.pue if args.pue is None else check_pue(args.pue)
+        return regions(args.energy_kwh, names, pue)
     if args.command == "measure":
         return _measure(args, config)
     raise AssertionError(args.command)

@@ -25,6 +25,7 @@ from ..sources.carbon_intensity import (
     ElectricityMaps,
     UkCarbonIntensity,
     WattTime,
+    parse_zone,
 )
 from ..sources.cgroups import CgroupReader
 
@@ -136,13 +137,22 @@ def kubernetes_from(config: Config) -> tuple[ProcessIdentifier | None, list[Poll
     return ProcessIdentifier(kubelet, cgroups), [kubelet] if kubelet else []
 
 
-def carbon_from(config: Config) -> CarbonChain:
-    """The live carbon APIs in the configured order, then the static table."""
+def carbon_from(config: Config, zone: str | None = None) -> CarbonChain:
+    """The live carbon APIs in the configured order, then the static table.
+
+    With a zone (a command's --zone) only the sources that serve that zone are asked, and
+    the table's figure for it is the fallback: the answer is always that zone's. An unknown
+    zone raises UnknownZone, naming the nearest ones.
+    """
     c = config.carbon
     sources: list[CarbonApi] = []
     for i, s in enumerate(c.sources):
         where = f"carbon.sources.{i}"
-        kw = {"interval_seconds": s.interval_seconds, "timeout_seconds": s.timeout_seconds}
+        kw: dict[str, Any] = {
+            "name": s.name,
+            "interval_seconds": s.interval_seconds,
+            "timeout_seconds": s.timeout_seconds,
+        }
         if s.kind == "electricitymaps":
             token = secret(f"{where}.token", s.token, s.token_file, s.token_env)
             if token is None:
@@ -161,7 +171,11 @@ def carbon_from(config: Config) -> CarbonChain:
             sources.append(UkCarbonIntensity(s.url, s.region_id, **kw))
         else:
             sources.append(CarbonAwareSdk(s.url, s.zone or "", **kw))
-    return CarbonChain(sources, c.zone, c.intensity_grams_per_kwh, c.max_age_seconds)
+    if zone is None:
+        return CarbonChain(sources, c.zone, c.intensity_grams_per_kwh, c.max_age_seconds)
+    zone = parse_zone(zone, [s.zone for s in sources])
+    serving = [s for s in sources if s.zone.lower() == zone.lower()]
+    return CarbonChain(serving, zone, c.intensity_grams_per_kwh, c.max_age_seconds)
 
 
 def footprint_resolver(config: Config) -> Callable[[DeviceInfo], FootprintSettings]:

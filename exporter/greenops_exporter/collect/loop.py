@@ -32,7 +32,7 @@ from ..backends.base import (
     RemoteBackend,
 )
 from ..sources.base import PolledSource
-from ..sources.carbon_intensity import CarbonChain, CarbonReading
+from ..sources.carbon_intensity import CarbonChain
 from ..sources.readings import ForecastPoint
 from .clock import FixedRate
 from .device import DeviceState, ProcessIdentifier
@@ -82,7 +82,7 @@ class Collector:
             *(b.source for b in self.inference),
             *self.carbon.sources,
         ]
-        self._intensity = CarbonReading(self.carbon.static)  # until the first cycle
+        self._intensity = self.carbon.fallback()  # until the first cycle
         self._greenest_for: tuple[ForecastPoint, ...] | None = None
         self._greenest: GreenestWindow | None = None
         self.settings = settings or CollectSettings()
@@ -218,7 +218,7 @@ class Collector:
             intensity=self._intensity.now,
             greenest=self._greenest_window(),
             forecast_min_grams_per_kwh=min(
-                (p.grams_per_kwh for p in self.carbon.forecast()), default=None
+                (p.grams_per_kwh for p in self.carbon.forecast(self._intensity)), default=None
             ),
             inference=tuple(
                 InferenceSnapshot(
@@ -248,7 +248,7 @@ class Collector:
         return health.up, errors
 
     def _greenest_window(self) -> GreenestWindow | None:
-        forecast = self.carbon.forecast()
+        forecast = self.carbon.forecast(self._intensity)
         if forecast != self._greenest_for:
             self._greenest_for = forecast
             self._greenest = greenest_window(

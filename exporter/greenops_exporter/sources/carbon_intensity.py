@@ -19,118 +19,12 @@ from typing import Any
 import aiohttp
 
 from .base import HttpSource, RetryAfter, SourceError
+from .carbon_static import STATIC, WORLD_FALLBACK, StaticValue, UnknownZone, parse_zone
 from .readings import ForecastPoint
 
 LB_PER_MWH_TO_G_PER_KWH = 0.45359237  # WattTime's unit: 1 lb = 453.59237 g; 1 MWh = 1000 kWh
-WORLD_FALLBACK = 475.0  # gCO2e/kWh, IEA world average electricity (the usual fallback)
 
-
-@dataclass(frozen=True, slots=True)
-class StaticValue:
-    grams_per_kwh: float
-    source: str  # publisher of the figure
-    year: int
-
-
-# Keys: "gcp:<region>", "aws:<region>", "azure:<region>", or an ISO country code.
-_CCF = "Cloud Carbon Footprint emissions factors"
-_CCF_YEAR = 2022
-_US_NERC = {  # CCF's EPA eGRID NERC-region factors, t/kWh -> g/kWh
-    "RFC": 410.608,
-    "SERC": 379.069,
-    "WECC": 322.167,
-    "MRO": 426.254,
-    "TRE": 373.231,
-}
-STATIC: dict[str, StaticValue] = {
-    # Google: region-carbon-info, 2024 grid carbon intensity (gCO2eq/kWh)
-    **{
-        f"gcp:{region}": StaticValue(value, "Google Cloud region-carbon-info", 2024)
-        for region, value in {
-            "us-central1": 412.72,
-            "us-east1": 575.77,
-            "us-east4": 323.05,
-            "us-west1": 79.23,
-            "us-west2": 169.28,
-            "us-south1": 302.95,
-            "northamerica-northeast1": 5.48,
-            "europe-west1": 103.37,
-            "europe-west2": 105.94,
-            "europe-west3": 275.82,
-            "europe-west4": 208.81,
-            "europe-west6": 15.05,
-            "europe-west9": 16.30,
-            "europe-north1": 39.32,
-            "europe-north2": 2.73,
-            "europe-southwest1": 89.04,
-            "asia-east1": 439.29,
-            "asia-northeast1": 452.85,
-            "asia-south1": 678.76,
-            "asia-southeast1": 366.85,
-            "australia-southeast1": 497.50,
-            "southamerica-east1": 67.32,
-        }.items()
-    },
-    # AWS and Azure: Cloud Carbon Footprint's coefficients (US regions by NERC region)
-    **{
-        f"aws:{region}": StaticValue(value, _CCF, _CCF_YEAR)
-        for region, value in {
-            "us-east-1": _US_NERC["SERC"],
-            "us-east-2": _US_NERC["RFC"],
-            "us-west-1": _US_NERC["WECC"],
-            "us-west-2": _US_NERC["WECC"],
-            "ca-central-1": 120.0,
-            "sa-east-1": 61.7,
-            "eu-west-1": 278.6,
-            "eu-west-2": 225.0,
-            "eu-west-3": 51.1,
-            "eu-central-1": 311.0,
-            "eu-north-1": 8.8,
-            "eu-south-1": 213.4,
-            "ap-south-1": 708.2,
-            "ap-northeast-1": 465.8,
-            "ap-northeast-2": 415.6,
-            "ap-southeast-1": 408.0,
-            "ap-southeast-2": 760.0,
-        }.items()
-    },
-    **{
-        f"azure:{region}": StaticValue(value, _CCF, _CCF_YEAR)
-        for region, value in {
-            "eastus": _US_NERC["SERC"],
-            "eastus2": _US_NERC["SERC"],
-            "centralus": _US_NERC["MRO"],
-            "northcentralus": _US_NERC["RFC"],
-            "southcentralus": _US_NERC["TRE"],
-            "westus": _US_NERC["WECC"],
-            "westus2": _US_NERC["WECC"],
-            "westus3": _US_NERC["WECC"],
-            "northeurope": 316.0,
-            "westeurope": 390.0,
-            "uksouth": 228.0,
-            "ukwest": 228.0,
-            "eastasia": 810.0,
-            "southeastasia": 408.5,
-            "centralindia": 708.0,
-        }.items()
-    },
-    # Countries: Ember yearly electricity data, generation-based national intensity
-    **{
-        country: StaticValue(value, "Ember yearly electricity data", 2024)
-        for country, value in {
-            "IE": 255.9,
-            "GB": 217.4,
-            "FR": 41.5,
-            "DE": 329.6,
-            "SE": 35.4,
-            "NL": 253.6,
-            "IT": 284.6,
-            "JP": 477.4,
-            "SG": 497.1,
-        }.items()
-    },
-    "world": StaticValue(WORLD_FALLBACK, "IEA world average (the common fallback)", 2023),
-}
+__all__ = ["STATIC", "WORLD_FALLBACK", "StaticValue", "UnknownZone", "parse_zone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +41,13 @@ class CarbonReading:
 
 
 def static_intensity(zone: str, override: float | None = None) -> tuple[Intensity, StaticValue]:
-    """The table's figure for a zone (unknown zones get the world fallback)."""
+    """The table's figure for a zone; an unknown zone raises UnknownZone (never the world
+    average under the zone's name)."""
     if override is not None:
         value = StaticValue(override, "user override", datetime.now(UTC).year)
         return Intensity(override, "override", zone), value
-    value = STATIC.get(zone) or STATIC.get(zone.upper()) or STATIC["world"]
+    zone = parse_zone(zone)
+    value = STATIC[zone]
     return Intensity(value.grams_per_kwh, "static", zone), value
 
 
@@ -219,8 +115,10 @@ class ElectricityMaps(CarbonApi):
 
     kind = "electricitymaps"
 
-    def __init__(self, base_url: str, zone: str, token: str, **kw: Any) -> None:
-        super().__init__("electricitymaps", base_url, zone, **kw)
+    def __init__(
+        self, base_url: str, zone: str, token: str, name: str | None = None, **kw: Any
+    ) -> None:
+        super().__init__(name or self.kind, base_url, zone, **kw)
         self._token = token
 
     async def fetch(self) -> CarbonReading:
@@ -250,8 +148,16 @@ class WattTime(CarbonApi):
     kind = "watttime"
     TOKEN_SECONDS = 30 * 60
 
-    def __init__(self, base_url: str, region: str, username: str, password: str, **kw: Any) -> None:
-        super().__init__("watttime", base_url, region, **kw)
+    def __init__(
+        self,
+        base_url: str,
+        region: str,
+        username: str,
+        password: str,
+        name: str | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name or self.kind, base_url, region, **kw)
         self._username = username
         self._password = password
         self._token: str | None = None
@@ -299,8 +205,11 @@ class UkCarbonIntensity(CarbonApi):
 
     kind = "uk"
 
-    def __init__(self, base_url: str, region_id: int | None = None, **kw: Any) -> None:
-        super().__init__("uk", base_url, f"GB-{region_id}" if region_id else "GB", **kw)
+    def __init__(
+        self, base_url: str, region_id: int | None = None, name: str | None = None, **kw: Any
+    ) -> None:
+        zone = f"GB-{region_id}" if region_id else "GB"
+        super().__init__(name or self.kind, base_url, zone, **kw)
         self.region_id = region_id
 
     @staticmethod
@@ -347,8 +256,8 @@ class CarbonAwareSdk(CarbonApi):
 
     kind = "carbon_aware_sdk"
 
-    def __init__(self, base_url: str, location: str, **kw: Any) -> None:
-        super().__init__("carbon_aware_sdk", base_url, location, **kw)
+    def __init__(self, base_url: str, location: str, name: str | None = None, **kw: Any) -> None:
+        super().__init__(name or self.kind, base_url, location, **kw)
 
     async def fetch(self) -> CarbonReading:
         body = await self._json("/emissions/bylocation", {"location": self.zone})
@@ -370,8 +279,17 @@ class CarbonAwareSdk(CarbonApi):
         return CarbonReading(now, forecast)
 
 
+class NoIntensity(Exception):
+    """No live source has a fresh value and the static table does not know the zone."""
+
+
 class CarbonChain:
-    """The intensity in force: the first live source with a fresh value, else the table."""
+    """The intensity in force: the first live source with a fresh value, else the table.
+
+    Every reading carries the zone of whoever produced it. `zone` is the static fallback's;
+    a chain built for a zone only a live source serves has no fallback (`static` is None)
+    and says so rather than answer for another zone.
+    """
 
     def __init__(
         self,
@@ -381,10 +299,14 @@ class CarbonChain:
         max_age_seconds: float = 3600.0,
     ) -> None:
         self.sources = list(sources)
-        self.zone = zone
         self.override = override
         self.max_age_seconds = max_age_seconds
-        self.static, self.static_value = static_intensity(zone, override)
+        served = [s.zone for s in self.sources]
+        self.zone = parse_zone(zone, served)
+        self.static: Intensity | None = None
+        self.static_value: StaticValue | None = None
+        if override is not None or self.zone in STATIC:
+            self.static, self.static_value = static_intensity(self.zone, override)
 
     def current(self) -> CarbonReading:
         if self.override is None:
@@ -396,14 +318,35 @@ class CarbonChain:
                     and status.age_seconds <= self.max_age_seconds
                 ):
                     return source.value
+        return self.fallback()
+
+    def fallback(self) -> CarbonReading:
+        """The table's figure for the zone (or the override); NoIntensity where it has none."""
+        if self.static is None:
+            why = "; ".join(f"{s.name}: {s.last_error or 'no value yet'}" for s in self.sources)
+            raise NoIntensity(
+                f"no intensity for zone {self.zone}: no live source has a fresh value ({why}) "
+                "and the static table has no figure for it"
+            )
         return CarbonReading(self.static)
 
-    def forecast(self) -> tuple[ForecastPoint, ...]:
-        """The freshest forecast any source has (the table has none)."""
+    def forecast_reading(self, in_force: CarbonReading | None = None) -> CarbonReading | None:
+        """The reading whose forecast is used: the one in force (`in_force`, else the
+        chain's current), else the first live source's of the same zone, so a forecast is
+        never shown under another zone's name."""
+        now = self.current() if in_force is None else in_force
+        if now.forecast:
+            return now
         for source in self.sources:
-            if source.value is not None and source.value.forecast:
-                return source.value.forecast
-        return ()
+            value = source.value
+            if value is not None and value.forecast and value.now.zone == now.now.zone:
+                return value
+        return None
+
+    def forecast(self, in_force: CarbonReading | None = None) -> tuple[ForecastPoint, ...]:
+        """The forecast for the zone in force (the table has none)."""
+        reading = self.forecast_reading(in_force)
+        return reading.forecast if reading is not None else ()
 
 
 def forecast_horizon(points: Sequence[ForecastPoint]) -> timedelta:
