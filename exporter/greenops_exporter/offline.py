@@ -162,8 +162,14 @@ def analyze(
     model = model_by_name(gpu["name"] or "")
     reports = [
         analyze_window(
-            readings, cumulative, start, end, ops, model,
-            analysis.bottleneck.thresholds(), analysis.waste(),
+            readings,
+            cumulative,
+            start,
+            end,
+            ops,
+            model,
+            analysis.bottleneck.thresholds(),
+            analysis.waste(),
         )
         for start, end, ops in windows
     ]

@@ -4,8 +4,9 @@ Nothing here reads a GPU: handlers look only at the collection loop's last Snaps
 /metrics is encoded when someone asks, once per Snapshot and format, in a worker thread
 (never on the event loop); scrapers that arrive meanwhile share that one encoding, and a
 cycle nobody scrapes costs no encoding at all. A scraper that keeps pace with collection
-(two cycles in a row scraped) gets the next body encoded as soon as its cycle ends, so its
-first scrape of a cycle does not wait for the encoding. aiohttp compresses when the
+(two cycles in a row scraped) gets the next body encoded as soon as its cycle ends; until
+that body is ready its scrapes get the one before (a cycle older), so they never wait on
+an encoding, whatever their phase against the collection. aiohttp compresses when the
 scraper accepts gzip.
 """
 
@@ -55,7 +56,8 @@ class ExpositionCache:
 
     The first scrape of a new Snapshot starts its encoding in a worker thread; every scrape
     of that Snapshot and format, the first included, awaits that one encoding. A failed
-    encoding is not kept: the next scrape tries again.
+    encoding is not kept: the next scrape tries again. For scrapers that keep pace,
+    `cycle_ended` encodes ahead and, until that is done, the previous body is served.
     """
 
     def __init__(self, exposition: Exposition, snapshot: SnapshotSource) -> None:
@@ -66,6 +68,7 @@ class ExpositionCache:
         self._scraped: set[bool] = set()  # formats scraped (unfiltered) of _encoded_for
         self._last_cycle: Snapshot | None = None
         self._streak = {False: 0, True: 0}  # per format: cycles in a row that were scraped
+        self._previous: dict[bool, bytes] = {}  # served while the next is encoded ahead
         self.encodings = 0  # how many times a body was encoded (the benchmark reads it)
 
     def cycle_ended(self, snapshot: Snapshot) -> None:
@@ -81,6 +84,11 @@ class ExpositionCache:
         if not ahead:
             return
         loop = asyncio.get_running_loop()
+        self._previous = {
+            fmt: body.result()
+            for fmt, body in self._bodies.items()
+            if fmt in ahead and body.done() and not body.cancelled() and not body.exception()
+        }
         self._encoded_for, self._bodies, self._scraped = snapshot, {}, set()
         for openmetrics in ahead:
             self.encodings += 1
@@ -101,8 +109,11 @@ class ExpositionCache:
             return body, content_type
         if current is not self._encoded_for:
             self._encoded_for, self._bodies, self._scraped = current, {}, set()
+            self._previous = {}
         self._scraped.add(openmetrics)
         pending = self._bodies.get(openmetrics)
+        if pending is not None and not pending.done() and openmetrics in self._previous:
+            return self._previous[openmetrics], content_type  # the next is on its way
         if pending is None:
             self.encodings += 1
             pending = loop.run_in_executor(None, self._exposition.encode, current, openmetrics)

@@ -107,14 +107,25 @@ def test_values_are_written_as_client_python_writes_them(value: float) -> None:
 
 
 def test_series_prefixes_of_gone_series_are_forgotten() -> None:
+    """Label sets that go away (churning pods, a GPU replaced) do not pile up: each
+    family's remembered prefixes stay within twice its live series (+64), and a filtered
+    scrape forgets nothing."""
+    from dataclasses import replace
+
     snap = sim_snapshot()
     exposition = Exposition("node-a")
     exposition.encode(snap)
-    full = len(exposition._prefixes)
+    full = sum(len(p) for p in exposition._prefixes.values())
     exposition.encode(snap, names=["greenops_gpu_power_watts"])
-    assert len(exposition._prefixes) == full  # a filtered scrape forgets nothing
-    exposition.encode(replace_devices(snap, snap.devices[:1]))
-    assert 0 < len(exposition._prefixes) < full
+    assert sum(len(p) for p in exposition._prefixes.values()) == full
+    device = snap.devices[0]
+    for n in range(200):  # GPU 0 comes back under a new uuid 200 times
+        info = replace(device.info, uuid=f"GPU-{n}")
+        families = exposition.families(replace_devices(snap, (replace(device, info=info),)))
+        exposition.encode(replace_devices(snap, (replace(device, info=info),)))
+    for name, family in families.by_name.items():
+        assert len(exposition._prefixes[name]) <= 2 * len(family.series) + 64, name
+    assert sum(len(p) for p in exposition._prefixes.values()) < 200 * len(families.by_name)
 
 
 def replace_devices(snap: Snapshot, devices: tuple) -> Snapshot:  # type: ignore[type-arg]

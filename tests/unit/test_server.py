@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from greenops_exporter.backends.sim import SimBackend, load_scenario
-from greenops_exporter.collect import Collector
+from greenops_exporter.collect import Collector, Snapshot
 from greenops_exporter.metrics import Exposition
 from greenops_exporter.server import ExpositionCache, make_app
 
@@ -23,10 +25,13 @@ class Clock:
         return self.now
 
 
-def serve(test: Callable[[str, Collector, ExpositionCache, Clock], Awaitable[None]]) -> None:
+def serve(
+    test: Callable[[str, Collector, ExpositionCache, Clock], Awaitable[None]],
+    exposition: Exposition | None = None,
+) -> None:
     clock = Clock()
     collector = Collector(SimBackend(load_scenario(None), clock=clock), monotonic=clock)
-    cache = ExpositionCache(Exposition("h"), lambda: collector.snapshot)
+    cache = ExpositionCache(exposition or Exposition("h"), lambda: collector.snapshot)
     app = make_app(cache, lambda: collector.snapshot, 1.0, monotonic=clock)
 
     async def go() -> None:
@@ -135,10 +140,29 @@ def test_no_encoding_for_cycles_nobody_scrapes() -> None:
     serve(test)
 
 
-def test_a_scraper_that_keeps_pace_finds_its_body_encoded_when_the_cycle_ends() -> None:
-    """Scraped two cycles in a row: the next Snapshot is encoded as its cycle ends, and the
-    scrape that follows is served that body without encoding again; once scrapes thin out
-    to one every few cycles (Prometheus at 15 s), no cycle is encoded that nobody asks for."""
+class GatedExposition(Exposition):
+    """Encodes only while `gate` is open, so a test decides when an encoding finishes."""
+
+    def __init__(self) -> None:
+        super().__init__("h")
+        self.gate, self.finished = threading.Event(), threading.Event()
+        self.gate.set()
+
+    def encode(self, snap: Snapshot, openmetrics: bool = False, names: Any = ()) -> bytes:
+        self.finished.clear()
+        assert self.gate.wait(10)
+        try:
+            return super().encode(snap, openmetrics, names)
+        finally:
+            self.finished.set()
+
+
+def test_a_scraper_that_keeps_pace_never_waits_for_an_encoding() -> None:
+    """Scraped two cycles in a row: the next Snapshot is encoded as its cycle ends; a scrape
+    while that runs gets the previous body at once, the ones after it the new body with no
+    second encoding. Once scrapes thin out to one every few cycles (Prometheus at 15 s), no
+    cycle is encoded that nobody asks for."""
+    exposition = GatedExposition()
 
     async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
         async def cycle() -> None:
@@ -157,19 +181,23 @@ def test_a_scraper_that_keeps_pace_finds_its_body_encoded_when_the_cycle_ends() 
                 await cycle()
                 assert await cycles_seen() == n
             assert cache.encodings == 2
+            exposition.gate.clear()
             await cycle()  # two cycles scraped in a row: this one is encoded ahead
             assert cache.encodings == 3
+            assert await cycles_seen() == 2  # the encoding is held: the body before, at once
+            exposition.gate.set()
+            assert await asyncio.to_thread(exposition.finished.wait, 10)
             assert await cycles_seen() == 3 and cache.encodings == 3  # served, not re-encoded
             for n in (4, 5, 6, 7, 8, 9):  # from now on a scrape every third cycle
                 await cycle()
                 if n % 3 == 0:
+                    assert await asyncio.to_thread(exposition.finished.wait, 10)
                     assert await cycles_seen() == n
-            await asyncio.sleep(0.05)  # let any encoding started ahead finish
             # cycle 4 was encoded ahead (3 was scraped, as were 1-2), then only the two
             # scrapes (6, 9) encoded: 5, 7 and 8 nobody scraped and nobody encoded
             assert cache.encodings == 6
 
-    serve(test)
+    serve(test, exposition)
 
 
 def test_concurrent_scrapes_share_one_encoding_per_format() -> None:

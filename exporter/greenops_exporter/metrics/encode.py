@@ -82,7 +82,7 @@ class Exposition:
         self.enabled = tuple(name for name in COLLECTOR_NAMES if name in enabled)
         self.extra = extra  # client_python collectors (the process metrics), encoded by it
         self.build = (__version__, platform.python_version(), bindings_version())
-        self._prefixes: dict[tuple[str, Labels], str] = {}
+        self._prefixes: dict[str, dict[Labels, str]] = {}  # per family, by label values
         self._headers: dict[tuple[str, bool], str] = {}
         self._lock = threading.Lock()  # text and OpenMetrics may be encoded at once
 
@@ -99,7 +99,6 @@ class Exposition:
         return text.encode() + self._extra(openmetrics, names)
 
     def _encode(self, families: Families, openmetrics: bool, names: set[str]) -> str:
-        old, new = self._prefixes, {}
         parts: list[str] = []
         for family in families.by_name.values():
             spec = family.spec
@@ -111,17 +110,17 @@ class Exposition:
                     spec.name, spec.kind, spec.help, openmetrics
                 )
             parts.append(header)
-            label_names, name = family.label_names, spec.name
-            for labels, value in family.series:
-                key = (name, labels)
-                prefix = old.get(key)
+            label_names, name, series = family.label_names, spec.name, family.series
+            prefixes = self._prefixes.get(name)
+            if prefixes is None or len(prefixes) > 2 * len(series) + 64:
+                # new, or mostly series that went away (churning pods): start afresh
+                prefixes = self._prefixes[name] = {}
+            for labels, value in series:
+                prefix = prefixes.get(labels)
                 if prefix is None:
-                    prefix = _series_prefix(name, label_names, labels)
-                new[key] = prefix
+                    prefix = prefixes[labels] = _series_prefix(name, label_names, labels)
                 text = repr(value) if -1e6 < value < 1e6 else format_value(value)
                 parts.append(f"{prefix}{text}\n")
-        if not names:  # a filtered encoding must not forget the other series
-            self._prefixes = new
         return "".join(parts)
 
     @staticmethod
