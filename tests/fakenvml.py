@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import functools
 import json
 import math
 import threading
@@ -143,15 +144,38 @@ class FakeNvml(types.ModuleType):
         self._gpm_taken: dict[int, int] = {}
         self._next_sample = 1
         self.costs: dict[str, float] = {}  # call -> CPU ms burnt per call (see load_costs)
+        self._local = threading.local()  # per calling thread: the CPU the call owes
         self.default_cost_ms = 0.0
         self._power = _power_samples(self.trace)
         self._power_times = [int(stamp) for stamp, _mw, _row in self._power]
         self._power_rows = [row for _stamp, _mw, row in self._power]
 
     def load_costs(self, path: Path = COSTS / "h100.json") -> None:
+        """Each call then costs the CPU it took on the real GPU, and no more: the table was
+        measured around pynvml's own calls (its Python wrapper included), so the stand-in's
+        Python that plays the recording counts towards the call's cost instead of adding
+        to it (one call costs max(measured, the stand-in's own CPU))."""
         table = json.loads(path.read_text())
         self.costs = {k: float(v) for k, v in table["calls_ms"].items()}
         self.default_cost_ms = float(table["default_ms"])
+        for name in dir(type(self)):
+            if name.startswith("nvml"):
+                setattr(self, name, functools.partial(self._metered, getattr(self, name)))
+
+    def _metered(self, call: Any, *args: Any) -> Any:
+        local = self._local
+        outer = not getattr(local, "depth", 0)
+        if outer:
+            local.start, local.debt, local.depth = time.thread_time(), 0.0, 0
+        local.depth += 1
+        try:
+            return call(*args)
+        finally:
+            local.depth -= 1
+            if outer:
+                until = local.start + local.debt
+                while time.thread_time() < until:
+                    pass
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -165,12 +189,10 @@ class FakeNvml(types.ModuleType):
         raise real.NVMLError(code)
 
     def _burn(self, name: str) -> None:
-        """Spend the call's measured CPU time (thread time: what the OS counts)."""
-        if not self.costs:
-            return
-        until = time.thread_time() + self.costs.get(name, self.default_cost_ms) / 1000.0
-        while time.thread_time() < until:
-            pass
+        """Owe the call's measured CPU time (thread time: what the OS counts), spent when the
+        call returns (`_metered`)."""
+        if self.costs:
+            self._local.debt += self.costs.get(name, self.default_cost_ms) / 1000.0
 
     def _enter(self, name: str, handle: Any = None) -> None:
         self.calls[name] += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import pynvml as real
 import pytest
 
 from fakenvml import FakeNvml, load_trace
@@ -235,3 +236,27 @@ def test_mig_devices_are_listed(fake: FakeNvml) -> None:
 def test_mig_profile_names() -> None:
     assert mig_profile_from_name("NVIDIA H100 80GB HBM3 MIG 1g.10gb") == "1g.10gb"
     assert mig_profile_from_name("NVIDIA A100-SXM4-40GB MIG 3g.20gb") == "3g.20gb"
+
+
+def test_the_cost_model_charges_each_call_its_measured_cpu_once() -> None:
+    """With the H100 table loaded, a call costs at least what it took on the real GPU (the
+    energy counter 4.0 ms, field values their fields' sum plus the call's), charged once
+    when the outermost call returns; cheap getters (0.0012 ms each on the H100) are charged
+    their own cost, not a dear call's."""
+    import time
+
+    fake = FakeNvml()
+    fake.load_costs()
+    fake.nvmlInit()
+    handle = fake.nvmlDeviceGetHandleByIndex(0)
+    started = time.thread_time()
+    fake.nvmlDeviceGetTotalEnergyConsumption(handle)
+    assert time.thread_time() - started >= 0.0040
+    started = time.thread_time()
+    fake.nvmlDeviceGetFieldValues(handle, [real.NVML_FI_DEV_POWER_INSTANT])
+    assert time.thread_time() - started >= (0.04 + 0.003) / 1000  # field + the call's default
+    started = time.thread_time()
+    for _ in range(50):
+        fake.nvmlDeviceGetTemperature(handle, real.NVML_TEMPERATURE_GPU)
+    cheap = time.thread_time() - started
+    assert cheap < 50 * 0.0040 / 4  # owed 0.06 ms in all; a quarter of one energy read each
