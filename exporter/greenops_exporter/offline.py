@@ -18,7 +18,7 @@ from .analysis.energy import cumulative_energy, energy_source
 from .analysis.windows import WindowReport, analyze_window
 from .as_exported import ExportedWindow, exported_series, exported_window
 from .backends.base import Backend, DeviceInfo
-from .backends.probe_file import PROBE_FILE, probe_static
+from .backends.probe_file import PROBE_FILE, load_probe_file, probe_static
 from .backends.recording_format import sample_from_reading
 from .backends.replay import Recording, load_recording
 from .collect import Collector, CollectSettings, Snapshot
@@ -302,15 +302,10 @@ def write_probes(paths: Sequence[Path], infos: Sequence[DeviceInfo]) -> list[Pat
     for path, info in zip(paths, infos, strict=True):
         probe = path.parent / PROBE_FILE
         if probe not in by_file:
-            document: Any = {}
-            if probe.is_file():
-                try:
-                    document = json.loads(probe.read_text())
-                except (OSError, ValueError) as exc:
-                    raise UsageError(f"{probe}: cannot add to it: {exc}") from exc
-                if not isinstance(document, dict):
-                    raise UsageError(f"{probe}: cannot add to it: not a JSON object")
-            by_file[probe] = document
+            try:
+                by_file[probe] = load_probe_file(probe)
+            except ValueError as exc:
+                raise UsageError(f"{exc} (record adds its GPUs to it: fix or remove it)") from exc
         by_file[probe].setdefault("recordings", {})[path.name] = probe_static(info)
     for probe, document in by_file.items():
         probe.write_text(json.dumps(document, indent=1) + "\n")

@@ -12,19 +12,27 @@ from .base import DeviceInfo
 PROBE_FILE = "probe.json"
 
 
+def load_probe_file(probe: Path) -> dict[str, Any]:
+    """The probe file's JSON object, {} where there is none; ValueError names the file."""
+    if not probe.is_file():
+        return {}
+    try:
+        document = json.loads(probe.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{probe}: not a probe file: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ValueError(f"{probe}: not a probe file: expected a JSON object")
+    return document
+
+
 def recording_identity(path: Path) -> tuple[Mapping[str, Any], Path | None]:
     """The GPU's identity from the `probe.json` beside a recording: its `recordings` entry
     for this file (written by `record`, one per GPU), else its `static` (the probe of a
     single-GPU machine). ({}, None) when there is none: the model is then unknown."""
     probe = path.parent / PROBE_FILE
-    if not probe.is_file():
+    document = load_probe_file(probe)
+    if not document:
         return {}, None
-    try:
-        document = json.loads(probe.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{probe}: not a probe file: {exc}") from exc
-    if not isinstance(document, Mapping):
-        raise ValueError(f"{probe}: not a probe file: expected a JSON object")
     per_file = document.get("recordings")
     if isinstance(per_file, Mapping) and isinstance(per_file.get(path.name), Mapping):
         return per_file[path.name], probe
