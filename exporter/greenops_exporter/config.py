@@ -26,7 +26,14 @@ from .analysis.bottleneck import Thresholds
 from .analysis.waste import WasteSettings
 from .backends.base import ProcessUtilizationPolicy
 from .config_sources import CONFIG_ENV as CONFIG_ENV  # re-exported: the CLI's names
-from .config_sources import Origins, config_file, deep_merge, env_values
+from .config_sources import (
+    Origins,
+    config_file,
+    deep_merge,
+    env_values,
+    secret_sources,
+    yaml_problem,
+)
 from .config_sources import dotted_overrides as dotted_overrides
 from .config_sources import env_overrides as env_overrides
 from .sources.carbon_static import UnknownZone, parse_zone
@@ -392,13 +399,15 @@ def load_config(
             loaded = yaml.safe_load(text)
             origins.add_yaml(yaml.compose(text, Loader=yaml.SafeLoader), (), path)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path}{named}: not valid YAML: {exc}") from exc
+            problem = yaml_problem(exc)  # without the line's text: it may hold a token
+            raise ConfigError(f"config file {path}{named}: not valid YAML: {problem}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}{named}: the top level must be a mapping")
         data = loaded or {}
-    for name, key, value in env_values(environ):
+    secrets = secret_sources(deep_merge(data, env_overrides(environ)))  # not keys
+    for name, key, value in env_values(environ, secrets):
         origins.set(tuple(key), f"${name}", value)
-    data = deep_merge(data, env_overrides(environ))
+    data = deep_merge(data, env_overrides(environ, secrets))
     if overrides:
         for dotted, flag in (flags or {}).items():
             given: Any = overrides

@@ -3,7 +3,7 @@ and flags, merged in that order, remembering which source set each key for error
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,14 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def env_values(environ: Mapping[str, str]) -> list[tuple[str, list[str], Any]]:
-    """(variable, key path, value) of each GREENOPS_* variable but GREENOPS_CONFIG."""
+def env_values(
+    environ: Mapping[str, str], skip: Collection[str] = ()
+) -> list[tuple[str, list[str], Any]]:
+    """(variable, key path, value) of each GREENOPS_* variable but GREENOPS_CONFIG and those
+    in `skip` (the secrets that `*_env` keys name, see secret_sources)."""
     out = []
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name in skip:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
         if not path:
@@ -50,14 +53,31 @@ def env_values(environ: Mapping[str, str]) -> list[tuple[str, list[str], Any]]:
     return out
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+def secret_sources(tree: Any) -> set[str]:
+    """The variables that the config's `*_env` keys name (`token_env: GREENOPS_EM_TOKEN`).
+    They hold secrets, not config keys: read as keys, a GREENOPS_ one would be an unknown
+    key that stops the exporter."""
+    found: set[str] = set()
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            if str(key).endswith("_env") and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= secret_sources(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            found |= secret_sources(item)
+    return found
+
+
+def env_overrides(environ: Mapping[str, str], skip: Collection[str] = ()) -> dict[str, Any]:
     """GREENOPS_COLLECT__INTERVAL_SECONDS=2 -> {"collect": {"interval_seconds": 2}}.
 
     Values are read as YAML scalars, so numbers, booleans and lists keep their types.
     GREENOPS_CONFIG is no key: it names the config file.
     """
     tree: dict[str, Any] = {}
-    for _, path, value in env_values(environ):
+    for _, path, value in env_values(environ, skip):
         _set_path(tree, path, value)
     return tree
 
@@ -103,6 +123,19 @@ class Origins:
             if key[:end] in self.where:
                 return self.where[key[:end]]
         return None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint on one line, with its places but without its snippets of the
+    file: the line quoted may hold a token."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    parts = []
+    for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
+        place = "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}"
+        if text or place:
+            parts.append(f"{text or ''} ({place})" if place else str(text))
+    return ": ".join(parts) or type(exc).__name__
 
 
 def config_file(path: Path | None, environ: Mapping[str, str]) -> tuple[Path | None, str]:

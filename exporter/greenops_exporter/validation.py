@@ -9,6 +9,16 @@ from pydantic import ValidationError
 
 # a validator's message that names the key it is about: "device_timeout_seconds: ..."
 _NAMED_KEY = re.compile(r"(?:Value error, )?([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
+# a key whose name says it holds a secret (the config's SecretStr fields are `token` and
+# `password`; web configs have `basic_auth_users`): its value is never shown, whatever the error
+_SECRET_NAME = re.compile(
+    r"token|passw|secret|api_?key|apikey|credential|private|basic_auth|bearer", re.IGNORECASE
+)
+
+
+def is_secret_key(loc: tuple[str, ...]) -> bool:
+    """Whether any part of a key path names a secret (`carbon.sources.0.token`)."""
+    return any(_SECRET_NAME.search(part) for part in loc)
 
 
 def format_validation_error(
@@ -18,7 +28,9 @@ def format_validation_error(
 ) -> str:
     """One line per error: the key path, the message, the value given and, with `origin`,
     where the value came from (`origin` maps a key path to a file and line, a variable or
-    a flag)."""
+    a flag). The value is left out for an unknown key (a misspelt `tokn:` holds a token, a
+    stray variable may too) and for a key named like a secret: an error is printed and
+    logged, so it must never carry one."""
     parts = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
@@ -27,10 +39,11 @@ def format_validation_error(
         shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
         if repr(given) in err["msg"]:  # a validator's own message already shows the value
             shown = ""
-        found = None
-        if origin is not None:
-            named = _NAMED_KEY.match(err["msg"]) if err["type"] == "value_error" else None
-            found = origin((*loc, *named.group(1).split(".")) if named else loc)
+        named = _NAMED_KEY.match(err["msg"]) if err["type"] == "value_error" else None
+        key = (*loc, *named.group(1).split(".")) if named else loc
+        if err["type"] == "extra_forbidden" or is_secret_key(key):
+            shown = ""
+        found = origin(key) if origin is not None else None
         source = f" [from {found}]" if found else ""
         parts.append(f"{prefix}{where}: {err['msg']}{shown}{source}")
     return "; ".join(parts)
