@@ -191,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and not args_list[0].startswith("-") and args_list[0] not in COMMANDS:
+        print(f"greenops-exporter: {_unknown_command(args_list[0])}", file=sys.stderr)
+        return 2
     if not args_list or (
         args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
     ):
@@ -261,6 +264,18 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. the listen address is taken
         print(f"greenops-exporter: {exc}", file=sys.stderr)
         return 1
+
+
+def _unknown_command(name: str) -> str:
+    """serve, the default, takes no word of its own: a first word is a command or a typo."""
+    import difflib
+
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"unknown command {name!r}{guess} "
+        f"(commands: {', '.join(COMMANDS)}; see greenops-exporter --help)"
+    )
 
 
 def _duration_seconds(flag: str, text: str) -> float:
