@@ -114,8 +114,10 @@ def carbon_gate(chain: CarbonChain, max_intensity: float) -> int:
 
 
 def regions(energy_kwh: float, names: Sequence[str] | None, pue: float) -> int:
-    chosen = sorted(k for k in STATIC if k != "world")
-    if names:
+    chosen = sorted(STATIC)  # world too: the fallback is a candidate like any other
+    if names is not None and not all(names):  # `--regions ''` as `GB,,FR`: never all zones
+        raise UsageError("--regions: an empty zone name; give zones separated by commas (GB,FR)")
+    if names is not None:
         try:
             chosen = list(dict.fromkeys(parse_zone(n) for n in names))  # gb,GB: one row
         except UnknownZone as exc:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
+from fakenvml import FIXTURES
 from greenops_exporter.cli import main
+from greenops_exporter.sources.carbon_intensity import STATIC
 
 COMMAND_LIST = (
     "(commands: serve, check, analyze, record, measure, greenest-window, carbon-gate, "
@@ -33,3 +38,82 @@ def test_a_first_flag_is_still_serve_s(capsys: pytest.CaptureFixture[str]) -> No
     """serve is the default command: a first argument that is a flag belongs to it."""
     assert main(["--backend", "sim", "--print-config"]) == 0
     assert "kind: sim" in capsys.readouterr().out
+
+
+TRACE = str(FIXTURES / "trace_a.jsonl")
+
+
+def _analyze_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    assert main(["analyze", TRACE, "--json", *args]) == 0
+    result: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return result
+
+
+def test_analyze_reads_greenops_variables_without_a_config_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trial finding 14: GREENOPS_ANALYSIS__* applied only beside --config."""
+    monkeypatch.delenv("GREENOPS_CONFIG", raising=False)
+    default = _analyze_json(capsys)["windows"][0]["class_share"]
+    # a GPU counts as busy only from 99 % activity: trace_a's launch-bound phase (overhead)
+    # becomes idle; exact values, the recording and the classifier are fixed
+    monkeypatch.setenv("GREENOPS_ANALYSIS__BOTTLENECK__BUSY_ACTIVITY", "0.99")
+    strict = _analyze_json(capsys)["windows"][0]["class_share"]
+    assert (default["overhead"], default["idle"]) == (0.3231, 0.2937)
+    assert (strict["overhead"], strict["idle"]) == (0.0, 0.6168)
+    # and a bad one is a config error naming the variable, as for every other command
+    monkeypatch.setenv("GREENOPS_ANALYSIS__BOTTLENECK__BUSY_ACTIVITY", "5")
+    assert main(["analyze", TRACE]) == 2
+    err = capsys.readouterr().err
+    assert "analysis.bottleneck.busy_activity: Input should be less than or equal to 1" in err
+    assert "[from $GREENOPS_ANALYSIS__BOTTLENECK__BUSY_ACTIVITY]" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--intensity", "300", "--pue", "5"], "--pue: 5 is outside the allowed range 1.0-3.0"),
+        (["--intensity", "300", "--pue", "0.9"], "--pue: 0.9 is outside the allowed range"),
+        (["--pue", "1.2"], "--pue needs --intensity"),
+        (["--intensity", "-1"], "--intensity: -1 must be 0 or more gCO2e/kWh"),
+        (["--collect-interval", "2"], "--collect-interval needs --as-exported"),
+        (["--energy-anchor-interval", "5"], "--energy-anchor-interval needs --as-exported"),
+        (["--as-exported", "--collect-interval", "0"], "--collect-interval: 0 must be more"),
+    ],
+)
+def test_analyze_refuses_flags_it_would_ignore_or_out_of_range(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """trial finding 15: --pue without --intensity, --collect-interval without --as-exported
+    were ignored, and --pue 5 accepted where carbon.pue stops at 3."""
+    assert main(["analyze", TRACE, *args]) == 2
+    assert f"greenops-exporter: {message}" in capsys.readouterr().err
+
+
+def test_analyze_pue_scales_the_carbon(capsys: pytest.CaptureFixture[str]) -> None:
+    one = _analyze_json(capsys, "--intensity", "300")["windows"][0]
+    more = _analyze_json(capsys, "--intensity", "300", "--pue", "1.5")["windows"][0]
+    # 1.5 times the grams, within the rounding of the printed figure (3 decimals)
+    assert more["carbon_grams_operational"] == pytest.approx(
+        1.5 * one["carbon_grams_operational"], abs=0.002
+    )
+
+
+def _regions(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], str]:
+    code = main(["regions", "--energy-kwh", "1", *args])
+    out, err = capsys.readouterr()
+    return code, [line.split()[0] for line in out.splitlines()[2:]], err
+
+
+def test_regions_lists_world_and_refuses_an_empty_list(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """trial finding 15: world was left out of the default list, and `--regions ''` listed
+    every zone while `GB,,FR` was an error."""
+    code, rows, _ = _regions(capsys)
+    assert code == 0 and "world" in rows and "GB" in rows
+    assert len(rows) == len(STATIC)
+    for given in ("", "GB,,FR", ","):
+        code, rows, err = _regions(capsys, "--regions", given)
+        assert (code, rows) == (2, [])
+        assert "--regions: an empty zone name" in err

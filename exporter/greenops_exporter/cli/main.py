@@ -17,8 +17,6 @@ from typing import Any
 
 from .. import __version__
 from ..config import (
-    CONFIG_ENV,
-    AnalysisConfig,
     Config,
     ConfigError,
     dotted_overrides,
@@ -35,6 +33,7 @@ from .flags import (
     config_flags,
     server_flags,
 )
+from .usage import analyze_flags, unknown_command
 
 log = logging.getLogger("greenops_exporter")
 
@@ -137,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print JSON")
     analyze.add_argument("--config", type=Path, help="YAML config (its analysis section)")
     analyze.add_argument("--intensity", type=float, metavar="G_PER_KWH", help="grid intensity")
-    analyze.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness")
+    analyze.add_argument(
+        "--pue",
+        type=float,
+        help="with --intensity: power usage effectiveness, 1.0-3.0 like carbon.pue (default 1)",
+    )
     analyze.add_argument(
         "--as-exported",
         action="store_true",
@@ -147,14 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--collect-interval",
         type=float,
-        default=1.0,
         metavar="SECONDS",
         help="with --as-exported: the collection interval (default 1)",
     )
     analyze.add_argument(
         "--energy-anchor-interval",
         type=float,
-        default=30.0,
         metavar="SECONDS",
         help="with --as-exported: seconds between energy-counter reads (default 30)",
     )
@@ -192,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and not args_list[0].startswith("-") and args_list[0] not in COMMANDS:
-        print(f"greenops-exporter: {_unknown_command(args_list[0])}", file=sys.stderr)
+        print(f"greenops-exporter: {unknown_command(args_list[0], COMMANDS)}", file=sys.stderr)
         return 2
     if not args_list or (
         args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
@@ -206,24 +207,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            named = args.config or os.environ.get(CONFIG_ENV)
-            analysis = load_config(args.config).analysis if named else AnalysisConfig()
-            if (args.intensity is not None and args.intensity < 0) or args.pue < 1:
-                raise UsageError("--intensity must be >= 0 and --pue >= 1")
+            analysis = load_config(args.config).analysis  # GREENOPS_* too, as every command
+            intensity, pue, exported = analyze_flags(args)
             from ..offline import analyze
 
-            if args.collect_interval <= 0 or args.energy_anchor_interval < 0:
-                raise UsageError("--collect-interval must be > 0, --energy-anchor-interval >= 0")
-            exported = (
-                (args.collect_interval, args.energy_anchor_interval) if args.as_exported else None
-            )
             return analyze(
                 args.recording,
                 args.window,
                 args.json,
                 analysis,
-                args.intensity,
-                args.pue,
+                intensity,
+                pue,
                 as_exported=exported,
             )
         config = config_from_args(args)
@@ -266,18 +260,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _unknown_command(name: str) -> str:
-    """serve, the default, takes no word of its own: a first word is a command or a typo."""
-    import difflib
-
-    close = difflib.get_close_matches(name, COMMANDS, n=1)
-    guess = f"; did you mean {close[0]!r}?" if close else ""
-    return (
-        f"unknown command {name!r}{guess} "
-        f"(commands: {', '.join(COMMANDS)}; see greenops-exporter --help)"
-    )
-
-
 def _duration_seconds(flag: str, text: str) -> float:
     from ..carbon_commands import parse_duration
 
@@ -315,7 +297,7 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
     if args.command == "regions":
         if args.energy_kwh < 0:
             raise UsageError("--energy-kwh must not be negative")
-        names = [n.strip() for n in args.regions.split(",")] if args.regions else None
+        names = None if args.regions is None else [n.strip() for n in args.regions.split(",")]
         pue = config.carbon.pue if args.pue is None else check_pue(args.pue)
         return regions(args.energy_kwh, names, pue)
     if args.command == "measure":

@@ -1,0 +1,49 @@
+"""Checks of the command line that argparse cannot express: a first word that is no
+command, and flags that mean something only beside another flag."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from collections.abc import Sequence
+
+from ..errors import UsageError
+
+
+def analyze_flags(
+    args: argparse.Namespace,
+) -> tuple[float | None, float, tuple[float, float] | None]:
+    """analyze's intensity, PUE and --as-exported intervals; a flag that needs another one
+    is refused without it rather than ignored."""
+    from ..carbon_commands import check_pue  # the carbon commands' modules: only when used
+
+    if args.pue is not None and args.intensity is None:
+        raise UsageError("--pue needs --intensity (the PUE scales the carbon of the energy)")
+    if args.intensity is not None and not args.intensity >= 0:
+        raise UsageError(f"--intensity: {args.intensity:g} must be 0 or more gCO2e/kWh")
+    pue = 1.0 if args.pue is None else check_pue(args.pue)
+    for flag, value in (
+        ("--collect-interval", args.collect_interval),
+        ("--energy-anchor-interval", args.energy_anchor_interval),
+    ):
+        if value is not None and not args.as_exported:
+            raise UsageError(f"{flag} needs --as-exported (it sets how serve would have read)")
+    if not args.as_exported:
+        return args.intensity, pue, None
+    interval = 1.0 if args.collect_interval is None else args.collect_interval
+    anchor = 30.0 if args.energy_anchor_interval is None else args.energy_anchor_interval
+    if not interval > 0:
+        raise UsageError(f"--collect-interval: {interval:g} must be more than 0")
+    if not anchor >= 0:
+        raise UsageError(f"--energy-anchor-interval: {anchor:g} must be 0 or more")
+    return args.intensity, pue, (interval, anchor)
+
+
+def unknown_command(name: str, commands: Sequence[str]) -> str:
+    """serve, the default, takes no word of its own: a first word is a command or a typo."""
+    close = difflib.get_close_matches(name, commands, n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"unknown command {name!r}{guess} "
+        f"(commands: {', '.join(commands)}; see greenops-exporter --help)"
+    )
