@@ -348,6 +348,12 @@ class Config(_Section):
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        """WARNING as Python's logging spells it, as well as warning."""
+        return value.lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _dcgm_fetch_fits_the_read_deadline(self) -> Config:
         """A fetch that outlives the device read's deadline would mark every GPU late
@@ -370,9 +376,9 @@ def parse_listen_address(value: str) -> tuple[str, int]:
     try:
         port = int(port_text)
     except ValueError:
-        raise ValueError(f"port must be a number, got {port_text!r}") from None
+        raise ValueError(f"port must be a number, got {value!r}") from None
     if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is outside 0..65535")
+        raise ValueError(f"port {port} is outside 0..65535, got {value!r}")
     return host, port
 
 

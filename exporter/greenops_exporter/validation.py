@@ -37,8 +37,8 @@ def format_validation_error(
         where = ".".join(loc) or "(top level)"
         given = err.get("input")
         shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
-        if repr(given) in err["msg"]:  # a validator's own message already shows the value
-            shown = ""
+        if err["type"] == "value_error" and repr(given) in err["msg"]:
+            shown = ""  # our validator's message shows it (pydantic's never do: "than 0")
         named = _NAMED_KEY.match(err["msg"]) if err["type"] == "value_error" else None
         key = (*loc, *named.group(1).split(".")) if named else loc
         if err["type"] == "extra_forbidden" or is_secret_key(key):

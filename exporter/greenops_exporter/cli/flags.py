@@ -55,7 +55,10 @@ def config_flags() -> argparse.ArgumentParser:
         "--print-config", action="store_true", help="print the effective config and exit"
     )
     g.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="(default info)"
+        "--log-level",
+        type=str.lower,  # WARNING too
+        choices=["debug", "info", "warning", "error"],
+        help="in any case (default info)",
     )
     return parent
 
