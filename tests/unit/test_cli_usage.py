@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fakenvml import FIXTURES
+from helpers import cli
 from greenops_exporter.cli import main
 from greenops_exporter.sources.carbon_intensity import STATIC
 
@@ -117,3 +119,49 @@ def test_regions_lists_world_and_refuses_an_empty_list(
         code, rows, err = _regions(capsys, "--regions", given)
         assert (code, rows) == (2, [])
         assert "--regions: an empty zone name" in err
+
+
+def test_replay_flag_implies_the_replay_backend_or_names_the_conflict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trial finding 6: `serve --replay FILE` without `--backend replay` served the sim
+    fleet without a word."""
+    monkeypatch.delenv("GREENOPS_BACKEND__KIND", raising=False)
+    assert main(["--replay", TRACE, "--print-config"]) == 0  # auto: replay is meant
+    assert "  kind: replay\n" in capsys.readouterr().out
+    assert main(["check", "--replay", TRACE]) == 0
+    assert "backend: replay (configured: replay)" in capsys.readouterr().out
+    for backend in ("sim", "nvml", "dcgm"):
+        assert main(["--backend", backend, "--replay", TRACE, "--print-config"]) == 2
+        assert capsys.readouterr().err == (
+            "greenops-exporter: config error: --replay FILE plays recordings with "
+            f"--backend replay, not --backend {backend}\n"
+        )
+    config = tmp_path / "c.yaml"
+    config.write_text("backend:\n  kind: sim\n")
+    assert main(["--config", str(config), "--replay", TRACE, "--print-config"]) == 2
+    assert "not backend.kind: sim (from the config file or $GREENOPS_BACKEND__KIND)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_recording_that_cannot_be_played_is_a_config_error_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """trial finding 7: `--backend replay --replay /nope.jsonl` started and retried every
+    10 s forever, while a missing scenario exits 2."""
+    missing = tmp_path / "nope.jsonl"
+    one = tmp_path / "one.jsonl"
+    one.write_text(Path(TRACE).read_text().splitlines()[0] + "\n")
+    for recording, why in (
+        (missing, f"cannot read recording {missing}: No such file or directory"),
+        (one, f"{one}: replay needs samples at two moments at least"),
+    ):
+        for command in (["check"], ["record", "--duration", "1", "--out", str(tmp_path / "r")]):
+            assert main([*command, "--backend", "replay", "--replay", str(recording)]) == 2
+            err = capsys.readouterr().err
+            assert err == f"greenops-exporter: config error: backend.replay.files: {why}\n"
+    # serve too, before it binds or serves anything
+    result = cli("--backend", "replay", "--replay", str(missing), "--listen-address", ":0")
+    assert result.returncode == 2
+    assert f"cannot read recording {missing}" in result.stderr

@@ -53,7 +53,7 @@ def load_recording(path: Path) -> Recording:
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
-        raise RecordingError(f"cannot read recording {path}: {exc}") from exc
+        raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from exc
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -33,7 +33,7 @@ from .flags import (
     config_flags,
     server_flags,
 )
-from .usage import analyze_flags, unknown_command
+from .usage import analyze_flags, replay_flag, unknown_command
 
 log = logging.getLogger("greenops_exporter")
 
@@ -173,7 +173,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for key in ("backend.sim.scenario", "server.web_config_file"):
         if flags.get(key) is not None:
             flags[key] = str(flags[key])
-    return load_config(args.config, overrides=dotted_overrides(flags), flags=FLAG_NAMES)
+    config = load_config(args.config, overrides=dotted_overrides(flags), flags=FLAG_NAMES)
+    return replay_flag(config, args.backend) if flags.get("backend.replay.files") else config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """Checks of the command line that argparse cannot express: a first word that is no
-command, and flags that mean something only beside another flag."""
+command, and flags that mean something only beside another flag or value."""
 
 from __future__ import annotations
 
@@ -7,7 +7,25 @@ import argparse
 import difflib
 from collections.abc import Sequence
 
+from ..config import Config, ConfigError
 from ..errors import UsageError
+
+
+def replay_flag(config: Config, backend_flag: str | None) -> Config:
+    """`--replay FILE` means replaying: it implies `--backend replay` where the backend is
+    auto, and contradicts any other backend, which would ignore the file without a word.
+    A ConfigError: the backend may come from the file, which a SIGHUP reload reads again."""
+    kind = config.backend.kind
+    if kind == "auto":
+        config.backend.kind = "replay"
+    elif kind != "replay":
+        where = (
+            f"--backend {kind}"
+            if backend_flag
+            else f"backend.kind: {kind} (from the config file or $GREENOPS_BACKEND__KIND)"
+        )
+        raise ConfigError(f"--replay FILE plays recordings with --backend replay, not {where}")
+    return config
 
 
 def analyze_flags(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..analysis.footprint import FootprintSettings
 from ..analysis.inference import InferenceAccount
 from ..backends import choose_backend
-from ..backends.base import Backend, DeviceInfo
+from ..backends.base import Backend, BackendUnavailable, DeviceInfo
 from ..backends.scenario import ScenarioError
 from ..collect import CollectSettings, InferenceBinding
 from ..collect.settings import HostSettings
@@ -101,9 +101,11 @@ def host_settings(config: Config) -> HostSettings | None:
 
 
 def backend_from(config: Config) -> tuple[Backend, str]:
+    """The configured backend. A scenario or a recording that cannot be used is a config
+    error now, not a backend that retries forever: no retry can make a file readable."""
     b = config.backend
     try:
-        return choose_backend(
+        backend, reason = choose_backend(
             b.kind,
             scenario=b.sim.scenario,
             seed=b.sim.seed,
@@ -115,6 +117,13 @@ def backend_from(config: Config) -> tuple[Backend, str]:
         )
     except ScenarioError as exc:
         raise ConfigError(f"backend.sim.scenario: {exc}") from exc
+    if b.kind == "replay":
+        try:
+            backend.open()  # reads every recording; the loop opens it again to play
+        except BackendUnavailable as exc:
+            raise ConfigError(f"backend.replay.files: {exc}") from exc
+        backend.close()
+    return backend, reason
 
 
 def kubernetes_from(config: Config) -> tuple[ProcessIdentifier | None, list[PolledSource[Any]]]:
