@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -213,6 +214,13 @@ class CarbonSourceConfig(_Section):
     interval_seconds: float = Field(default=300.0, gt=0)
     timeout_seconds: float = Field(default=5.0, gt=0)
 
+    @property
+    def served_zone(self) -> str | None:
+        """The zone it answers for: `zone`, or GB / GB-{region_id} for the UK API."""
+        if self.kind == "uk":
+            return f"GB-{self.region_id}" if self.region_id else "GB"
+        return self.zone
+
     @model_validator(mode="before")
     @classmethod
     def _name_defaults_to_kind(cls, data: Any) -> Any:
@@ -240,23 +248,25 @@ def _default_embodied() -> dict[str, EmbodiedConfig]:
 
 
 class CarbonConfig(_Section):
+    sources: list[CarbonSourceConfig] = Field(default_factory=list)  # before zone: it checks
     zone: str = "world"  # static table key: gcp:<region>, aws:<region>, azure:<region>, GB…
     intensity_grams_per_kwh: float | None = Field(default=None, ge=0)  # a fixed override
     pue: float = Field(default=1.0, ge=PUE_MIN, le=PUE_MAX)
     max_age_seconds: float = Field(default=3600.0, gt=0)
-    sources: list[CarbonSourceConfig] = Field(default_factory=list)
     embodied: dict[str, EmbodiedConfig] = Field(default_factory=_default_embodied)
     greenest_window_seconds: float = Field(default=4 * 3600.0, gt=0)
     greenest_within_seconds: float = Field(default=24 * 3600.0, gt=0)
 
     @field_validator("zone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
-        """The static table's key (any case): the fallback must know the zone."""
+    def _known_zone(cls, value: str, info: ValidationInfo) -> str:
+        """The static table's key or a zone a configured source serves (any case), as
+        `--zone` takes: never the world average under another zone's name."""
+        served = [s.served_zone for s in info.data.get("sources", [])]
         try:
-            return parse_zone(value)
+            return parse_zone(value, [z for z in served if z])
         except UnknownZone as exc:
-            raise ValueError(f"not a zone of the static table; {exc.hint}") from None
+            raise ValueError(f"not a zone of the static table or a source; {exc.hint}") from None
 
     @field_validator("sources")
     @classmethod

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from fakenvml import FIXTURES
-from helpers import cli
 from greenops_exporter.cli import main
 from greenops_exporter.sources.carbon_intensity import STATIC
+from helpers import cli
 
 COMMAND_LIST = (
     "(commands: serve, check, analyze, record, measure, greenest-window, carbon-gate, "

@@ -32,7 +32,7 @@ from ..backends.base import (
     RemoteBackend,
 )
 from ..sources.base import PolledSource
-from ..sources.carbon_intensity import CarbonChain
+from ..sources.carbon_intensity import CarbonChain, CarbonReading, NoIntensity
 from ..sources.readings import ForecastPoint
 from .clock import FixedRate
 from .device import DeviceState, ProcessIdentifier
@@ -82,7 +82,7 @@ class Collector:
             *(b.source for b in self.inference),
             *self.carbon.sources,
         ]
-        self._intensity = self.carbon.fallback()  # until the first cycle
+        self._intensity = self._in_force(self.carbon.fallback)  # until the first cycle
         self._greenest_for: tuple[ForecastPoint, ...] | None = None
         self._greenest: GreenestWindow | None = None
         self.settings = settings or CollectSettings()
@@ -175,7 +175,7 @@ class Collector:
 
     async def collect_once(self) -> Snapshot:
         started = time.perf_counter()
-        self._intensity = self.carbon.current()  # one intensity in force for the whole cycle
+        self._intensity = self._in_force(self.carbon.current)  # one for the whole cycle
         if not self._opened:
             await self._open()
         if self._opened:
@@ -215,10 +215,10 @@ class Collector:
             cycle_seconds=time.perf_counter() - started,
             cycle_unix=self._wall(),
             sources=tuple(source.status() for source in self.sources),
-            intensity=self._intensity.now,
+            intensity=self._intensity.now if self._intensity else None,
             greenest=self._greenest_window(),
             forecast_min_grams_per_kwh=min(
-                (p.grams_per_kwh for p in self.carbon.forecast(self._intensity)), default=None
+                (p.grams_per_kwh for p in self._forecast()), default=None
             ),
             inference=tuple(
                 InferenceSnapshot(
@@ -247,8 +247,24 @@ class Collector:
         errors.update(health.errors)
         return health.up, errors
 
+    @staticmethod
+    def _in_force(answer: Callable[[], CarbonReading]) -> CarbonReading | None:
+        """None for a zone that only a live source serves (`carbon.zone: US-CAL-CISO`)
+        while that source has no fresh value: the carbon is then unknown (no intensity
+        exported, the carbon counters still), never another zone's figure."""
+        try:
+            return answer()
+        except NoIntensity:
+            return None
+
+    def _grams_per_kwh(self) -> float:
+        return self._intensity.now.grams_per_kwh if self._intensity is not None else 0.0
+
+    def _forecast(self) -> tuple[ForecastPoint, ...]:
+        return self.carbon.forecast(self._intensity) if self._intensity is not None else ()
+
     def _greenest_window(self) -> GreenestWindow | None:
-        forecast = self.carbon.forecast(self._intensity)
+        forecast = self._forecast()
         if forecast != self._greenest_for:
             self._greenest_for = forecast
             self._greenest = greenest_window(
@@ -315,7 +331,7 @@ class Collector:
         except Exception as exc:  # the GPUs must not suffer from a broken host read
             host.missed(f"unexpected {type(exc).__name__}: {exc}")
             return
-        host.accept(sample, processes, self._intensity.now.grams_per_kwh)
+        host.accept(sample, processes, self._grams_per_kwh())
 
     async def _read_all(self) -> None:
         assert self._executor is not None
@@ -354,7 +370,7 @@ class Collector:
                     seconds,
                     self._monotonic(),
                     self._wall(),
-                    self._intensity.now.grams_per_kwh,
+                    self._grams_per_kwh(),
                 )
             elif isinstance(exc, DeviceReadError):
                 state.count(exc.call)
