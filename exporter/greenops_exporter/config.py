@@ -27,24 +27,15 @@ from .analysis.bottleneck import Thresholds
 from .analysis.waste import WasteSettings
 from .backends.base import ProcessUtilizationPolicy
 from .config_sources import CONFIG_ENV as CONFIG_ENV  # re-exported: the CLI's names
-from .config_sources import (
-    Origins,
-    config_file,
-    deep_merge,
-    env_values,
-    secret_sources,
-    yaml_problem,
-)
+from .config_sources import deep_merge, file_and_environment
 from .config_sources import dotted_overrides as dotted_overrides
 from .config_sources import env_overrides as env_overrides
+from .config_sources import secret as secret  # re-exported: where secrets are read
+from .errors import ConfigError as ConfigError  # re-exported: every command catches it
 from .sources.carbon_static import UnknownZone, parse_zone
 from .validation import format_validation_error
 
 PUE_MIN, PUE_MAX = 1.0, 3.0  # carbon.pue's range, and the carbon commands' --pue
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the key path."""
 
 
 class _Section(BaseModel):
@@ -287,29 +278,6 @@ class CostConfig(_Section):
     gpu_hourly_price: dict[str, float] = Field(default_factory=dict)  # model key/name -> price
 
 
-def secret(
-    where: str,
-    value: SecretStr | None,
-    file: Path | None,
-    env: str | None,
-    environ: Mapping[str, str] | None = None,
-) -> str | None:
-    """A secret from the config, a file or an environment variable (in that order)."""
-    if value is not None:
-        return value.get_secret_value()
-    if file is not None:
-        try:
-            return file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}_file: cannot read {file}: {exc.strerror}") from exc
-    if env is not None:
-        found = (os.environ if environ is None else environ).get(env)
-        if found is None:
-            raise ConfigError(f"{where}_env: ${env} is not set")
-        return found
-    return None
-
-
 class HostConfig(_Section):
     """Host CPU and DRAM energy from RAPL (the `host` collector)."""
 
@@ -403,27 +371,7 @@ def load_config(
     the dotted keys of `overrides` to the flag that set them). Without `path` the file is
     $GREENOPS_CONFIG's, if set."""
     environ = os.environ if environ is None else environ
-    path, named = config_file(path, environ)
-    data: dict[str, Any] = {}
-    origins = Origins()
-    if path is not None:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"config file {path}{named}: {exc.strerror or exc}") from exc
-        try:
-            loaded = yaml.safe_load(text)
-            origins.add_yaml(yaml.compose(text, Loader=yaml.SafeLoader), (), path)
-        except yaml.YAMLError as exc:
-            problem = yaml_problem(exc)  # without the line's text: it may hold a token
-            raise ConfigError(f"config file {path}{named}: not valid YAML: {problem}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}{named}: the top level must be a mapping")
-        data = loaded or {}
-    secrets = secret_sources(deep_merge(data, env_overrides(environ)))  # not keys
-    for name, key, value in env_values(environ, secrets):
-        origins.set(tuple(key), f"${name}", value)
-    data = deep_merge(data, env_overrides(environ, secrets))
+    data, origins = file_and_environment(path, environ)
     if overrides:
         for dotted, flag in (flags or {}).items():
             given: Any = overrides

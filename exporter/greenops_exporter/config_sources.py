@@ -1,13 +1,18 @@
 """Where config values come from: the YAML file (with each key's line), GREENOPS_* variables
-and flags, merged in that order, remembering which source set each key for error messages."""
+and flags, merged in that order, remembering which source set each key for error messages;
+and where secrets come from (the config, a file or a variable)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
+
+from .errors import ConfigError
 
 ENV_PREFIX = "GREENOPS_"
 CONFIG_ENV = "GREENOPS_CONFIG"  # the config file, under the flag --config
@@ -153,3 +158,55 @@ def dotted_overrides(pairs: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             _set_path(tree, dotted.split("."), value)
     return tree
+
+
+def file_and_environment(
+    path: Path | None, environ: Mapping[str, str]
+) -> tuple[dict[str, Any], Origins]:
+    """The config file's tree (the flag's file, else $GREENOPS_CONFIG's) with the GREENOPS_*
+    variables merged over it, and where each key came from."""
+    path, named = config_file(path, environ)
+    data: dict[str, Any] = {}
+    origins = Origins()
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"config file {path}{named}: {exc.strerror or exc}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+            origins.add_yaml(yaml.compose(text, Loader=yaml.SafeLoader), (), path)
+        except yaml.YAMLError as exc:
+            problem = yaml_problem(exc)  # without the line's text: it may hold a token
+            raise ConfigError(f"config file {path}{named}: not valid YAML: {problem}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}{named}: the top level must be a mapping")
+        data = loaded or {}
+    secrets = secret_sources(deep_merge(data, env_overrides(environ)))  # not keys
+    for name, key, value in env_values(environ, secrets):
+        origins.set(tuple(key), f"${name}", value)
+    data = deep_merge(data, env_overrides(environ, secrets))
+    return data, origins
+
+
+def secret(
+    where: str,
+    value: SecretStr | None,
+    file: Path | None,
+    env: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """A secret from the config, a file or an environment variable (in that order)."""
+    if value is not None:
+        return value.get_secret_value()
+    if file is not None:
+        try:
+            return file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}_file: cannot read {file}: {exc.strerror}") from exc
+    if env is not None:
+        found = (os.environ if environ is None else environ).get(env)
+        if found is None:
+            raise ConfigError(f"{where}_env: ${env} is not set")
+        return found
+    return None
