@@ -10,15 +10,28 @@ from pydantic import ValidationError
 # a validator's message that names the key it is about: "device_timeout_seconds: ..."
 _NAMED_KEY = re.compile(r"(?:Value error, )?([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
 # a key whose name says it holds a secret (the config's SecretStr fields are `token` and
-# `password`; web configs have `basic_auth_users`): its value is never shown, whatever the error
-_SECRET_NAME = re.compile(
-    r"token|passw|secret|api_?key|apikey|credential|private|basic_auth|bearer", re.IGNORECASE
-)
+# `password`; web configs have `basic_auth_users`): its value is never shown, whatever the
+# error. Whole words: `prompt_tokens_metric` names a counter, not a token.
+_SECRET_WORDS = {
+    "token",
+    "password",
+    "passwords",
+    "passwd",
+    "secret",
+    "secrets",
+    "apikey",
+    "bearer",
+}
+_SECRET_PAIRS = ("api_key", "private_key", "basic_auth", "credential")
 
 
 def is_secret_key(loc: tuple[str, ...]) -> bool:
     """Whether any part of a key path names a secret (`carbon.sources.0.token`)."""
-    return any(_SECRET_NAME.search(part) for part in loc)
+    for part in loc:
+        name = part.lower().replace("-", "_")
+        if _SECRET_WORDS.intersection(name.split("_")) or any(p in name for p in _SECRET_PAIRS):
+            return True
+    return False
 
 
 def format_validation_error(

@@ -10,6 +10,7 @@ import pytest
 
 from greenops_exporter.cli import main
 from greenops_exporter.config import ConfigError, load_config
+from greenops_exporter.web_config import load_web_config
 
 EM_SOURCE = "carbon:\n  sources:\n    - kind: electricitymaps\n      url: http://127.0.0.1:1\n"
 
@@ -82,3 +83,20 @@ def test_a_broken_yaml_file_is_not_quoted(tmp_path: Path) -> None:
         f"config file {path}: not valid YAML: while scanning a quoted scalar "
         "(line 5, column 14): found unexpected end of stream (line 7, column 1)"
     )
+
+
+def test_only_secret_names_hide_their_value(tmp_path: Path) -> None:
+    """Whole words: `prompt_tokens_metric` names a counter, and its value helps the fix;
+    a web config's basic-auth hashes are secrets."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "inference:\n  sources:\n    - {name: a, kind: prometheus, url: 'http://x', "
+        "requests_metric: r, prompt_tokens_metric: 5}\n"
+    )
+    assert "prompt_tokens_metric: Input should be a valid string (got 5)" in _error(path, {})
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  alice: 20242024\n")
+    with pytest.raises(ConfigError) as err:
+        load_web_config(web)
+    assert "basic_auth_users.alice: Input should be a valid string" in str(err.value)
+    assert "20242024" not in str(err.value)
