@@ -129,7 +129,7 @@ def test_recordings_without_driver_samples_use_instant_power_as_samples() -> Non
 
 
 def _percent(text: str) -> float:
-    return float(text.replace("−", "-").removesuffix("%").strip())
+    return float(text.replace("\u2212", "-").removesuffix("%").strip())
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_the_readme_accuracy_table_is_what_the_code_gives(
 ) -> None:
     """README's anchor table, row by row, against phase_errors (what `analyze --as-exported`
     prints over the phases' windows): the counter reads, the worst phase and each phase, to
-    the 0.01 % the table shows (it said −0.23 % where the code gives −0.25 %)."""
+    the 0.01 % the table shows (it said -0.23 % where the code gives -0.25 %)."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     [line] = [x for x in readme.splitlines() if x.startswith(row)]
     cells = [c.strip() for c in line.strip("|").split("|")]
