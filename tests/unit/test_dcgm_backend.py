@@ -357,3 +357,23 @@ def test_check_says_which_values_the_page_does_not_have(
     assert rows["PCIe tx/rx bytes"].endswith(" per second")
     tx, rx = rows["PCIe tx/rx bytes"].removesuffix(" per second").split(" / ")
     assert int(tx) > 0 and int(rx) > 0
+
+
+def test_check_against_an_unreachable_backend_says_why_and_promises_no_retry(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`check` opens the backend once: stdout gives the reason (not only "backend
+    unavailable"), and no log line says it is retrying, since it exits 1 at once."""
+    import socket
+
+    from greenops_exporter.cli import main
+
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/metrics"
+    caplog.set_level(logging.INFO)
+    assert main(["check", "--backend", "dcgm", "--dcgm-url", url]) == 1
+    out = capsys.readouterr().out
+    assert f"backend unavailable: dcgm-exporter at {url}: " in out
+    assert "retrying" not in caplog.text
+    assert f"backend dcgm unavailable: dcgm-exporter at {url}" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import replace
 
 from ..backends.base import Capability, GpmReading
@@ -15,7 +16,10 @@ from .wiring import backend_from, settings_from
 
 async def _two_cycles(collector: Collector) -> Snapshot:
     """Two reads a moment apart: GPM values exist only as a difference of two samples."""
-    await collector.collect_once()
+    snap = await collector.collect_once()
+    if not snap.backend_up:  # check does not retry: one attempt, and why it failed
+        await collector.close()
+        return snap
     await asyncio.sleep(0.3)
     snap = await collector.collect_once()
     await collector.close()
@@ -96,12 +100,15 @@ def _pcie(tx: int | None, rx: int | None, g: GpmReading | None, na: str) -> str:
 def check(config: Config) -> int:
     backend, reason = backend_from(config)
     # read every expensive value on both cycles: check is about what the GPU can report
-    settings = replace(settings_from(config), energy_anchor_seconds=0.0)
+    # ...and opens the backend once: no retry (inf), so the log promises none
+    settings = replace(
+        settings_from(config), energy_anchor_seconds=0.0, backend_retry_seconds=math.inf
+    )
     snap = asyncio.run(_two_cycles(Collector(backend, settings, reason)))
     print(f"backend: {snap.backend} ({reason})")
     _print_host(snap, config)
     if not snap.backend_up:
-        print("backend unavailable: no device can be read")
+        print(f"backend unavailable: {snap.backend_down_reason or 'no device can be read'}")
         return 1
     if not snap.devices:
         print("no device found")
