@@ -9,10 +9,10 @@ one consistent state. `/metrics` only renders the last Snapshot and never waits 
 from __future__ import annotations
 
 import asyncio
-import math
 import concurrent.futures
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
