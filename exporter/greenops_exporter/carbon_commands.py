@@ -72,7 +72,7 @@ def greenest(chain: CarbonChain, duration: timedelta, within: timedelta) -> int:
             f"no forecast covers a {_span(duration)} window within {_span(within)} "
             f"for zone {reading.now.zone} "
             f"(intensity now: {reading.now.grams_per_kwh:.0f} g/kWh from {reading.now.source}); "
-            "configure a live source with forecasts (carbon.sources)"
+            + _why_no_window(chain, source, now)
         )
         return 1
     wait = best.start - now
@@ -85,6 +85,24 @@ def greenest(chain: CarbonChain, duration: timedelta, within: timedelta) -> int:
         f"({best.now_mean_grams_per_kwh:.0f} gCO2e/kWh)"
     )
     return 0
+
+
+def _why_no_window(chain: CarbonChain, source: CarbonReading | None, now: datetime) -> str:
+    """Why no window was found, in the terms a user acts on: a short forecast is not fixed by
+    configuring the source that is already configured."""
+    if source is not None:
+        points = sorted(source.forecast, key=lambda p: p.start)
+        step = points[-1].start - points[-2].start if len(points) > 1 else timedelta(minutes=30)
+        ends = points[-1].start + step
+        covered = max(ends - max(now, points[0].start), timedelta(0))
+        return (
+            f"the forecast of {source.now.source} is too short: it covers {_span(covered)} "
+            f"from now (until {ends.isoformat(timespec='minutes')})"
+        )
+    if chain.sources:
+        names = ", ".join(s.name for s in chain.sources)
+        return f"the configured source(s) ({names}) gave no forecast for this zone"
+    return "configure a live source with forecasts (carbon.sources)"
 
 
 def _span(delta: timedelta) -> str:

@@ -51,6 +51,25 @@ def concurrency_limit(limit: int) -> Middleware:
     return middleware
 
 
+MAX_BODY_BYTES = 1024
+
+
+@web.middleware
+async def bounded_body(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """413 for a request body over 1 KiB, or of unknown length (chunked): no endpoint reads
+    one, and aiohttp's `client_max_size` bounds only bodies a handler reads, so a GET with
+    120 KB got 200."""
+    if request.body_exists and (
+        request.content_length is None or request.content_length > MAX_BODY_BYTES
+    ):
+        return web.Response(
+            status=413, text=f"request body over {MAX_BODY_BYTES} bytes (none is read)\n"
+        )
+    return await handler(request)
+
+
 class ExpositionCache:
     """Encoded /metrics bodies of the current Snapshot, one per exposition format.
 
@@ -179,7 +198,7 @@ def make_app(
         # bounded requests: no body worth reading, short header lines, few of them
         client_max_size=1024,
         handler_args={"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64},
-        middlewares=[concurrency_limit(max_concurrent_requests), *middlewares],  # type: ignore[list-item]
+        middlewares=[bounded_body, concurrency_limit(max_concurrent_requests), *middlewares],  # type: ignore[list-item]
     )
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

@@ -55,8 +55,9 @@ def _waste_share(d: DeviceSnapshot) -> float | None:
     return wasted / total
 
 
-def _fmt(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+def _fmt(value: float | None, fmt: str, unit: str) -> str:
+    """The value with its unit, or `n/a` alone: a bare unit (`- %`) reads as a broken page."""
+    return "n/a" if value is None else f"{format(value, fmt)} {unit}"
 
 
 _ENERGY_UNITS = (("MWh", 3.6e9), ("kWh", 3.6e6), ("Wh", 3600.0))
@@ -107,9 +108,9 @@ def render_status(
             f"<td>{d.info.index}</td>"
             f'<td class="l">{html.escape(d.info.name)}</td>'
             f'<td class="l">{state}</td>'
-            f"<td>{_fmt(r.best_power_watts() if r else None, '.0f')} W</td>"
+            f"<td>{_fmt(r.best_power_watts() if r else None, '.0f', 'W')}</td>"
             f"<td>{human_energy(energy_today.get(d.info.uuid, 0.0))}</td>"
-            f"<td>{_fmt(None if waste is None else waste * 100, '.0f')} %</td>"
+            f"<td>{_fmt(None if waste is None else waste * 100, '.0f', '%')}</td>"
             f"<td>{grams:.1f} g</td>"
             f'<td class="l">{html.escape(d.waste.advice.text if d.waste.advice else "")}</td>'
             "</tr>"
@@ -121,9 +122,9 @@ def render_status(
                 "<tr>"
                 f'<td class="l">{html.escape(source.name)}</td>'
                 f'<td class="l">{html.escape(m.model)}</td>'
-                f"<td>{_fmt(m.joules_per_request, '.4g')} J</td>"
-                f"<td>{_fmt(m.joules_per_generated_token, '.4g')} J</td>"
-                f"<td>{_fmt(m.sci_grams_per_request, '.4g')} g</td>"
+                f"<td>{_fmt(m.joules_per_request, '.4g', 'J')}</td>"
+                f"<td>{_fmt(m.joules_per_generated_token, '.4g', 'J')}</td>"
+                f"<td>{_fmt(m.sci_grams_per_request, '.4g', 'g')}</td>"
                 "</tr>"
             )
     intensity = snap.intensity

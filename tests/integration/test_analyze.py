@@ -288,6 +288,36 @@ def test_the_gpu_model_is_said_and_its_absence_too(tmp_path: Path) -> None:
     assert "gpu: unknown (no probe.json beside the recording): no MIG right-sizing" in text.stdout
 
 
+@pytest.mark.parametrize(
+    ("probe", "said"),
+    [
+        ({"recordings": {"trace-gpu0.jsonl": "oops"}}, "recordings['trace-gpu0.jsonl'] must be"),
+        (
+            {"recordings": {"trace-gpu0.jsonl": {"uuid": "GPU-1"}}},
+            "recordings['trace-gpu0.jsonl'] has no GPU name",
+        ),
+        (
+            {"recordings": {"trace-gpu0.jsonl": {"name": "NVIDIA L4", "pci": "0:1"}}},
+            "recordings['trace-gpu0.jsonl'].pci must be an object",
+        ),
+        ({"recordings": ["trace-gpu0.jsonl"]}, "`recordings` must be an object"),
+        ({"static": 7}, "static must be an object naming the GPU"),
+    ],
+)
+def test_a_malformed_probe_entry_is_named_not_taken_for_no_probe(
+    tmp_path: Path, probe: object, said: str
+) -> None:
+    """An entry there but unusable is an error (exit 2) naming probe.json and the entry:
+    read as "no probe.json", the model (and so MIG right-sizing) would vanish silently."""
+    recording = tmp_path / "trace-gpu0.jsonl"
+    recording.write_text((FIXTURES / "trace_a.jsonl").read_text())
+    (tmp_path / "probe.json").write_text(json.dumps(probe))
+    result = analyze(str(recording))
+    assert result.returncode == 2
+    assert f"{tmp_path / 'probe.json'}: {said}" in result.stderr
+    assert "no probe.json beside" not in result.stderr
+
+
 def test_a_counter_reset_inside_a_window_is_bridged_not_subtracted(tmp_path: Path) -> None:
     """A driver reset takes the energy counter back to ~0 mid-recording: the window's energy
     is the counter's delta up to the reset, the power integral over the one interval that

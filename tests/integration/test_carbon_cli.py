@@ -386,3 +386,46 @@ def test_two_named_sources_of_one_kind_scrape_without_duplicates(
 
 NAMES = ("uk-primary", "uk-mirror")
 IN_FORCE = 'greenops_grid_carbon_intensity_grams_per_kwh{source="uk",zone="GB"} 200.0'
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--duration", "0"], "--duration '0': must be positive"),
+        (["--within", "0s"], "--within '0s': must be positive"),
+        (["--duration", "4x"], "--duration '4x': expected a duration like 4h"),
+        (["--within", "1d2"], "--within '1d2': expected a duration like 4h"),
+        (
+            ["--duration", "25h", "--within", "24h"],
+            "--duration '25h' is longer than --within '24h': the window must end within",
+        ),
+    ],
+)
+def test_greenest_window_flags_that_cannot_give_a_window_are_usage_errors(
+    flags: list[str], said: str
+) -> None:
+    result = cli("greenest-window", *flags, "--zone", "FR")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert said in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_forecast_too_short_says_how_long_it_is(tmp_path: Path, uk_url: str) -> None:
+    """The UK API's forecast covers 24 h from NOW: a 25 h job within 30 h finds no window, and
+    the reason is the forecast's length, not a source to configure (one is configured)."""
+    config = str(config_with_uk(tmp_path, uk_url))
+    before = datetime.now(UTC)
+    result = cli("greenest-window", "--duration", "25h", "--within", "30h", "--config", config)
+    after = datetime.now(UTC)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no forecast covers a 25 h window within 30 h for zone GB" in result.stdout
+    # 24 h from NOW (the module's import), less the time since then, in whole minutes
+    end = NOW + timedelta(hours=24)
+    assert "the forecast of uk is too short: it covers " in result.stdout
+    assert f"from now (until {end.isoformat(timespec='minutes')})" in result.stdout
+    shown = result.stdout.split("it covers ", 1)[1].split(" from now", 1)[0]
+    hours, _, minutes = shown.removesuffix(" min").partition(" h")
+    covered = timedelta(hours=int(hours), minutes=int(minutes or 0))
+    lo, hi = end - after, end - before
+    assert lo - timedelta(minutes=1) <= covered <= hi, (shown, lo, hi)
+    assert "configure a live source" not in result.stdout

@@ -178,6 +178,8 @@ def test_bad_web_configs_exit_2(tmp_path: Path) -> None:
     bad.write_text("basic_auth_users:\n  alice: plaintext\n")
     result = serve_with(bad)
     assert result.returncode == 2 and "basic_auth_users.alice: not a bcrypt hash" in result.stderr
+    # the web config is read before the backend is chosen: no line about a backend not used
+    assert "backend" not in result.stderr, result.stderr
     bad.write_text(
         "tls_server_config:\n  cert_file: /nope.crt\n  key_file: /nope.key\n  colour: red\n"
     )

@@ -379,5 +379,8 @@ def test_sighup_reloads_a_good_config_and_refuses_a_bad_one(tmp_path: Path) -> N
         code, _, out = exporter.stop()
     assert code == 0
     assert "config reloaded" in out
+    # a reload stops a generation, it does not shut down: only the final SIGTERM says so
+    assert "reloading: stopping this generation" in out
+    assert out.count("shutting down") == 1
     assert "config reload refused, keeping the running config" in out
     assert "collect.interval_seconds" in out

@@ -242,3 +242,15 @@ def test_backend_down_since_is_the_first_failed_cycle() -> None:
     assert third.backend_up and third.backend_down_since is None
     assert third.backend_down_reason == ""
     assert 'id="backend-down"' not in render_status(third, {}, "1.0")
+
+
+def test_a_value_not_known_reads_n_a_not_a_bare_unit() -> None:
+    """After one cycle no class energy has been counted: the waste column says `n/a`, not
+    `- %` (a unit with no number reads as a broken page); known values keep their unit."""
+    from helpers import run_sim
+
+    snap = run_sim({"gpus": [{"schedule": [{"phase": "compute", "seconds": 600}]}]}, 1)
+    assert sum(snap.devices[0].waste.class_joules.values()) == 0  # nothing counted yet
+    [gpu] = rows(render_status(snap, {}, "1.0"), "gpus")
+    assert gpu[5] == "n/a"
+    assert re.fullmatch(r"\d+ W", gpu[3])

@@ -41,6 +41,19 @@ def test_every_serve_flag_says_what_it_does() -> None:
     assert {"--listen-address", "--backend", "--device-timeout", "--collector.gpm"} <= flags
 
 
+def test_every_argument_of_every_command_says_what_it_does() -> None:
+    """`--help` of each command explains each flag and positional (carbon-gate's
+    --max-intensity, regions' --energy-kwh and analyze's recording had none), and
+    greenest-window's says what its defaults are and that the window must END within
+    --within, as greenest_window computes it."""
+    for name, command in _commands().items():
+        for action in command._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+    green = {a.dest: a.help or "" for a in _commands()["greenest-window"]._actions}
+    assert "default 4h" in green["duration"] and "default 24h" in green["within"]
+    assert "must end within" in green["within"] and "may start" not in green["within"]
+
+
 @pytest.mark.parametrize(
     ("args", "flag"),
     [

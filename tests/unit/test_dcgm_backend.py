@@ -333,3 +333,47 @@ def test_nan_page_values_do_not_break_change_detection() -> None:
         first = backend.read(0, ReadPlan())
         assert backend.read(0, ReadPlan()) is first  # NaN != NaN must not look like news
         assert first.temperature_celsius is None and not math.isnan(first.power_watts or 0)
+
+
+def test_check_says_which_values_the_page_does_not_have(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`check --backend dcgm` on the live cluster's page: what the page lacks (instant power,
+    P-state, SM activity) reads `not on this page`, never Python's None or a bare `- %`; the
+    PCIe rates the page has are shown as rates."""
+    from greenops_exporter.cli import main
+
+    with PageServer(RTX) as server:
+        assert main(["check", "--backend", "dcgm", "--dcgm-url", server.url]) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out and "- %" not in out
+    rows = dict(
+        (line[2:25].strip(), line[25:]) for line in out.splitlines() if line.startswith("  ")
+    )
+    assert rows["power (instant)"] == "not on this page"
+    assert rows["P-state"] == "not on this page"
+    assert rows["SM active / occupancy"] == "not on this page"
+    assert rows["tensor / DRAM active"] == "0.0 % / 0.3 %"  # on the page: its values
+    assert rows["PCIe tx/rx bytes"].endswith(" per second")
+    tx, rx = rows["PCIe tx/rx bytes"].removesuffix(" per second").split(" / ")
+    assert int(tx) > 0 and int(rx) > 0
+
+
+def test_check_against_an_unreachable_backend_says_why_and_promises_no_retry(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`check` opens the backend once: stdout gives the reason (not only "backend
+    unavailable"), and no log line says it is retrying, since it exits 1 at once."""
+    import socket
+
+    from greenops_exporter.cli import main
+
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/metrics"
+    caplog.set_level(logging.INFO)
+    assert main(["check", "--backend", "dcgm", "--dcgm-url", url]) == 1
+    out = capsys.readouterr().out
+    assert f"backend unavailable: dcgm-exporter at {url}: " in out
+    assert "retrying" not in caplog.text
+    assert f"backend dcgm unavailable: dcgm-exporter at {url}" in caplog.text

@@ -271,3 +271,32 @@ def test_unsupported_capabilities_export_no_series() -> None:
     assert "greenops_gpu_nvlink_bytes" not in families
     assert "greenops_gpu_nvlink_throughput_bytes_per_second" not in families
     assert "greenops_gpu_pcie_bytes" in families
+
+
+def test_the_energy_counters_help_describes_the_real_method() -> None:
+    """HELP said "an anchor every few seconds with instant power integrated in between";
+    the meter integrates the driver's power samples between anchors every
+    energy_anchor_seconds (30 s) and spreads each correction forward (analysis/energy.py)."""
+    from greenops_exporter.collect import CollectSettings
+    from greenops_exporter.metrics.names import ENERGY
+
+    anchor = CollectSettings().energy_anchor_seconds
+    assert f"every energy_anchor_seconds ({anchor:g} s by default)" in ENERGY.help
+    assert "driver's power samples" in ENERGY.help and "spread forward" in ENERGY.help
+    assert "every few seconds" not in ENERGY.help
+
+
+def test_the_readme_names_the_process_metrics_as_exported() -> None:
+    """client_python's process metrics are registered under the namespace
+    greenops_exporter (cli/serve.py): the README must not call them bare `process_*`."""
+    from pathlib import Path
+
+    from prometheus_client import ProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(namespace="greenops_exporter", registry=registry)
+    exported = {f.name for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert exported and all(n.startswith("greenops_exporter_process_") for n in exported)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "`process_*`" not in readme
+    assert "`greenops_exporter_process_*`" in readme

@@ -271,3 +271,81 @@ def test_meter_counter_reset_counts_and_integrates() -> None:
     m.update(r(3, 100, counter=130))
     assert m.resets == 1
     assert m.total_joules == pytest.approx(300)
+
+
+def averaged_only(tmp_path: Path, counter: bool) -> Path:
+    """30 lines of the trace (3 s, idle to a matmul, where averaged power lags most) as a GPU
+    without instant power (an L4's NVML): averaged power only, with or without the counter."""
+    out = tmp_path / f"avg-{counter}.jsonl"
+    samples = []
+    for line in TRACE.read_text().splitlines()[240:270]:
+        sample = json.loads(line)
+        sample["fields"].pop("power_instant", None)
+        if not counter:
+            sample.pop("energy_mj")
+            sample["fields"].pop("total_energy", None)
+        samples.append(json.dumps(sample))
+    out.write_text("\n".join(samples) + "\n")
+    return out
+
+
+def frozen_total(path: Path, interval: float) -> tuple[float, float]:
+    """`serve --backend replay --no-replay-loop` on an injected clock: the counter anchored
+    every 30 s as live (so once, at the start, on a 3 s recording), collections every
+    `interval` s; (the GPU's frozen exported energy, the recording's clock span served)."""
+    clock = Clock()
+    backend = ReplayBackend([path], loop=False, clock=clock)
+    settings = CollectSettings(interval_seconds=interval, energy_anchor_seconds=30.0)
+    collector = Collector(backend, settings, "test", monotonic=clock, wall_clock=clock)
+
+    async def go() -> tuple[float, float]:
+        snap = await collector.collect_once()
+        first = snap.devices[0].reading
+        while snap.devices[0].up:
+            clock.now += interval
+            snap = await collector.collect_once()
+        await collector.close()
+        [device] = snap.devices
+        assert first is not None and device.reading is not None
+        return device.energy_joules_total, device.reading.timestamp - first.timestamp
+
+    return asyncio.run(go())
+
+
+# 0.01 s: every line (0.1 s apart) served; 0.7 s: lines skipped, and the last line falls
+# between two cycles (the one after it finds the recording over)
+@pytest.mark.parametrize("interval", [0.01, 0.7])
+def test_replay_once_freezes_at_the_recordings_counter_total(
+    tmp_path: Path, interval: float
+) -> None:
+    """Averaged power only (it lags load by ~1 s) between anchors 30 s apart: the frozen
+    total was the averaged-power estimate (+61 % here, +19 % on the trial's L4 recording),
+    which a counter cannot take back. Played once, every read carries the recording's
+    counter and the last line is always served: the total is the counter's delta, to float
+    rounding (1e-6 J on ~500 J)."""
+    path = averaged_only(tmp_path, counter=True)
+    readings = load_recording(path).readings
+    first, last = readings[0].energy_counter_joules, readings[-1].energy_counter_joules
+    assert first is not None and last is not None
+    total, span = frozen_total(path, interval)
+    assert span == pytest.approx(readings[-1].timestamp - readings[0].timestamp)
+    assert total == pytest.approx(last - first, abs=1e-6)
+    # the averaged-power trapezoid alone is off by far more (+61 % here): the test tells
+    estimate = cumulative_energy([replace(r, energy_counter_joules=None) for r in readings])[-1]
+    assert estimate > 1.5 * (last - first)
+
+
+def test_replay_once_without_counter_freezes_at_its_averaged_power_trapezoid(
+    tmp_path: Path,
+) -> None:
+    """No counter: the recording's total is its own trapezoid of averaged power over its
+    samples, what `analyze` computes (cumulative_energy); the meter serving every line agrees
+    to float rounding. With lines skipped the meter's trapezoid is over fewer points, but the
+    last line is still counted (the span served is the recording's)."""
+    path = averaged_only(tmp_path, counter=False)
+    readings = load_recording(path).readings
+    truth = cumulative_energy(readings)[-1]
+    total, span = frozen_total(path, 0.01)
+    assert total == pytest.approx(truth, abs=1e-6)
+    _, span = frozen_total(path, 0.7)
+    assert span == pytest.approx(readings[-1].timestamp - readings[0].timestamp)

@@ -238,6 +238,30 @@ def test_requests_are_bounded() -> None:
     serve(test)
 
 
+def test_a_get_with_a_body_over_1_kib_is_refused() -> None:
+    """README: request bodies of at most 1 KiB. A GET's body is never read, so aiohttp's
+    client_max_size never saw the trial's 120 KB one (200): 413 now, on every path; 1 KiB
+    and less are served as before; a chunked body (length unknown) is refused too."""
+
+    async def test(base: str, collector: Collector, cache: ExpositionCache, clock: Clock) -> None:
+        await collector.collect_once()
+        async with ClientSession() as http:
+            for path in ("/metrics", "/healthz", "/"):
+                async with http.get(base + path, data=b"x" * 120_000) as r:
+                    assert r.status == 413, path
+                    assert "request body over 1024 bytes" in await r.text()
+            async with http.get(base + "/metrics", data=b"x" * 1024) as r:
+                assert r.status == 200
+
+            async def chunks() -> Any:
+                yield b"x" * 10
+
+            async with http.get(base + "/readyz", data=chunks()) as r:
+                assert r.status == 413
+
+    serve(test)
+
+
 def test_concurrency_is_bounded() -> None:
     from aiohttp import web
 

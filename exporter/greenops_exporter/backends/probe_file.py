@@ -28,18 +28,59 @@ def load_probe_file(probe: Path) -> dict[str, Any]:
 def recording_identity(path: Path) -> tuple[Mapping[str, Any], Path | None]:
     """The GPU's identity from the `probe.json` beside a recording: its `recordings` entry
     for this file (written by `record`, one per GPU), else its `static` (the probe of a
-    single-GPU machine). ({}, None) when there is none: the model is then unknown."""
+    single-GPU machine). ({}, None) when there is none: the model is then unknown. An entry
+    that is there but malformed is a ValueError naming the file and the entry: taken as
+    "no probe.json", it would silently drop the model (and so MIG right-sizing)."""
     probe = path.parent / PROBE_FILE
     document = load_probe_file(probe)
     if not document:
         return {}, None
     per_file = document.get("recordings")
-    if isinstance(per_file, Mapping) and isinstance(per_file.get(path.name), Mapping):
-        return per_file[path.name], probe
+    if per_file is not None and not isinstance(per_file, Mapping):
+        raise ValueError(
+            f"{probe}: `recordings` must be an object of file name -> GPU, got {_shown(per_file)}"
+        )
+    if per_file is not None and path.name in per_file:
+        return _checked(probe, f"recordings[{path.name!r}]", per_file[path.name]), probe
     static = document.get("static")
-    if isinstance(static, Mapping):
-        return static, probe
+    if static is not None:
+        return _checked(probe, "static", static), probe
     return {}, None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# what replay and analyze read from an entry, and the JSON type each must have
+_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "uuid": (str, "a string"),
+    "pci": (Mapping, "an object with busId"),
+    "memory": (Mapping, "an object with total"),
+    "enforced_power_limit_mw": ((int, float), "a number"),
+    "arch": (int, "an integer (NVML's architecture code)"),
+}
+
+
+def _checked(probe: Path, where: str, entry: Any) -> Mapping[str, Any]:
+    """The entry, once it is an object naming the GPU with fields of the right types."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(
+            f"{probe}: {where} must be an object naming the GPU (name, uuid, pci, ...), "
+            f"got {_shown(entry)}"
+        )
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"{probe}: {where} has no GPU name (`name`, e.g. 'NVIDIA H100 80GB HBM3'), "
+            f"got {_shown(name)}"
+        )
+    for key, (kind, said) in _FIELDS.items():
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ValueError(f"{probe}: {where}.{key} must be {said}, got {_shown(value)}")
+    return entry
 
 
 _ARCH_CODES = {"hopper": 9, "ada": 8, "ampere": 7}  # NVML's nvmlDeviceArchitecture_t

@@ -166,6 +166,10 @@ class _ReplayDevice:
             pcie_rx_bytes=_shift_int(reading.pcie_rx_bytes, loops * self.rx_per_loop),
         )
 
+    def at_end(self) -> bool:
+        """Whether the last line has been served (on the first pass)."""
+        return self._served is not None and self._served == (0, len(self.times) - 1)
+
     def _samples_since(
         self, served: tuple[int, int] | None, position: tuple[int, int]
     ) -> tuple[tuple[float, float], ...]:
@@ -215,8 +219,18 @@ class ReplayBackend:
         speed: float = 1.0,
         loop: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        exact_once: bool = True,
     ) -> None:
+        """`exact_once` (without `loop`): every read carries the recording's energy counter
+        whatever the plan asks (NVML's counter is read every 30 s for its CPU cost; a
+        file's costs nothing), and the last line is served even by a cycle that comes
+        after the recording's end: the exported energy then follows the recording's own
+        and freezes at its total. Without it, the meter's averaged-power estimate between
+        anchors 30 s apart (on an L4, whose averaged power lags load by ~1 s) froze up to
+        tens of per cent over a short recording's counter, and a counter cannot go back.
+        `analyze --as-exported` turns it off: it is there to show the live estimator."""
         self._files = files
+        self._exact_once = exact_once
         self._speed = speed
         self._loop = loop
         self._clock = clock
@@ -243,7 +257,9 @@ class ReplayBackend:
     def read(self, index: int, plan: ReadPlan) -> Reading:
         device = self._devices[index]
         elapsed = (self._clock() - self._start) * self._speed
-        if not self._loop and elapsed >= device.period:
+        if not self._loop and elapsed >= device.period and self._exact_once and not device.at_end():
+            elapsed = device.period  # a cycle late for the last line still serves it first
+        elif not self._loop and elapsed >= device.period:
             # past its last sample and that sample's interval: no reading is current any
             # more, so the GPU goes stale (gauges gone, counters frozen, up 0) rather than
             # holding a power that no energy follows
@@ -254,7 +270,8 @@ class ReplayBackend:
                 f"{device.period:g} s (--no-replay-loop)",
             )
         reading = device.at(elapsed, self._loop)
-        if not plan.energy_counter and reading.energy_counter_joules is not None:
+        exact = self._exact_once and not self._loop  # the counter on every read: see __init__
+        if not exact and not plan.energy_counter and reading.energy_counter_joules is not None:
             reading = replace(reading, energy_counter_joules=None)
         return reading
 

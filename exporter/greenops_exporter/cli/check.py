@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import replace
 
-from ..backends.base import Capability
+from ..backends.base import Capability, GpmReading
 from ..backends.dcgm import DcgmBackend
 from ..backends.dcgm_page import GpuPage
 from ..collect import Collector, Snapshot
@@ -15,17 +16,34 @@ from .wiring import backend_from, settings_from
 
 async def _two_cycles(collector: Collector) -> Snapshot:
     """Two reads a moment apart: GPM values exist only as a difference of two samples."""
-    await collector.collect_once()
+    snap = await collector.collect_once()
+    if not snap.backend_up:  # check does not retry: one attempt, and why it failed
+        await collector.close()
+        return snap
     await asyncio.sleep(0.3)
     snap = await collector.collect_once()
     await collector.close()
     return snap
 
 
-def _fmt(value: float | None, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
+NOT_READ = "n/a"  # the device or backend does not report this value
+NOT_ON_PAGE = "not on this page"  # dcgm-exporter's page lacks the field (its field list)
+
+
+def _fmt(
+    value: float | None, scale: float = 1.0, digits: int = 1, unit: str = "", na: str = NOT_READ
+) -> str:
     if value is None:
-        return "-"
+        return na
     return f"{value * scale:.{digits}f}{unit}"
+
+
+def _pair(a: float | None, b: float | None, scale: float, digits: int, unit: str, na: str) -> str:
+    """Two values sharing a unit (`96.1 % / 14.4 %`); one word where neither is there, so
+    that a user never reads a bare unit with no number (`- % / - %`)."""
+    if a is None and b is None:
+        return na
+    return f"{_fmt(a, scale, digits, unit, na)} / {_fmt(b, scale, digits, unit, na)}"
 
 
 def _print_host(snap: Snapshot, config: Config) -> None:
@@ -68,26 +86,41 @@ def _dcgm_rows(page: GpuPage) -> list[tuple[str, str]]:
     ]
 
 
+def _pcie(tx: int | None, rx: int | None, g: GpmReading | None, na: str) -> str:
+    """NVML's byte counters; where a source has only rates (dcgm-exporter's profiling
+    fields), the rates, said to be rates."""
+    if tx is not None or rx is not None:
+        return f"{na if tx is None else tx} / {na if rx is None else rx}"
+    if g is not None and (g.pcie_tx_bytes_per_second, g.pcie_rx_bytes_per_second) != (None, None):
+        rates = _pair(g.pcie_tx_bytes_per_second, g.pcie_rx_bytes_per_second, 1, 0, "", na)
+        return f"{rates} per second"
+    return na
+
+
 def check(config: Config) -> int:
     backend, reason = backend_from(config)
     # read every expensive value on both cycles: check is about what the GPU can report
-    settings = replace(settings_from(config), energy_anchor_seconds=0.0)
+    # ...and opens the backend once: no retry (inf), so the log promises none
+    settings = replace(
+        settings_from(config), energy_anchor_seconds=0.0, backend_retry_seconds=math.inf
+    )
     snap = asyncio.run(_two_cycles(Collector(backend, settings, reason)))
     print(f"backend: {snap.backend} ({reason})")
     _print_host(snap, config)
     if not snap.backend_up:
-        print("backend unavailable: no device can be read")
+        print(f"backend unavailable: {snap.backend_down_reason or 'no device can be read'}")
         return 1
     if not snap.devices:
         print("no device found")
         return 1
+    na = NOT_ON_PAGE if isinstance(backend, DcgmBackend) else NOT_READ
     for position, d in enumerate(snap.devices):
         info = d.info
         print(f"\nGPU {info.index}: {info.name}  {info.uuid}  bus {info.pci_bus_id}")
         print(
             f"  architecture {info.architecture}, driver {info.driver_version}, "
             f"memory {info.memory_total_bytes / 2**30:.1f} GiB, "
-            f"power limit {_fmt(info.power_limit_watts, unit=' W')}, "
+            f"power limit {_fmt(info.power_limit_watts, unit=' W', na=na)}, "
             f"MIG {'on' if info.mig_enabled else 'off'}"
         )
         supported = [c.value for c in Capability if info.supports(c)]
@@ -100,38 +133,38 @@ def check(config: Config) -> int:
             continue
         g = r.gpm
         rows = [
-            ("power (average)", _fmt(r.power_watts, unit=" W")),
-            ("power (instant)", _fmt(r.power_instant_watts, unit=" W")),
-            ("energy counter", _fmt(r.energy_counter_joules, unit=" J")),
+            ("power (average)", _fmt(r.power_watts, unit=" W", na=na)),
+            ("power (instant)", _fmt(r.power_instant_watts, unit=" W", na=na)),
+            ("energy counter", _fmt(r.energy_counter_joules, unit=" J", na=na)),
             (
                 "utilization gpu/mem",
-                f"{_fmt(r.utilization_gpu, 100, 0)} % / {_fmt(r.utilization_memory, 100, 0)} %",
+                _pair(r.utilization_gpu, r.utilization_memory, 100, 0, " %", na),
             ),
             (
                 "memory used",
-                f"{_fmt(r.memory_used_bytes, 2**-30, 2)} GiB of "
-                f"{_fmt(r.memory_total_bytes, 2**-30, 2)} GiB",
+                f"{_fmt(r.memory_used_bytes, 2**-30, 2, ' GiB', na)} of "
+                f"{_fmt(r.memory_total_bytes, 2**-30, 2, ' GiB', na)}",
             ),
-            ("temperature", _fmt(r.temperature_celsius, unit=" C", digits=0)),
+            ("temperature", _fmt(r.temperature_celsius, unit=" C", digits=0, na=na)),
             (
                 "clocks sm/mem",
-                f"{_fmt(r.sm_clock_hertz, 1e-6, 0)} / {_fmt(r.memory_clock_hertz, 1e-6, 0)} MHz",
+                na
+                if r.sm_clock_hertz is None and r.memory_clock_hertz is None
+                else f"{_pair(r.sm_clock_hertz, r.memory_clock_hertz, 1e-6, 0, '', na)} MHz",
             ),
-            ("P-state", f"P{r.pstate}" if r.pstate is not None else "-"),
+            ("P-state", f"P{r.pstate}" if r.pstate is not None else na),
             (
                 "clock event reasons",
-                hex(r.clock_event_reasons) if r.clock_event_reasons is not None else "-",
+                hex(r.clock_event_reasons) if r.clock_event_reasons is not None else na,
             ),
-            ("PCIe tx/rx bytes", f"{r.pcie_tx_bytes} / {r.pcie_rx_bytes}"),
+            ("PCIe tx/rx bytes", _pcie(r.pcie_tx_bytes, r.pcie_rx_bytes, g, na)),
             (
                 "SM active / occupancy",
-                "-" if g is None else f"{_fmt(g.sm_active, 100)} % / {_fmt(g.sm_occupancy, 100)} %",
+                na if g is None else _pair(g.sm_active, g.sm_occupancy, 100, 1, " %", na),
             ),
             (
                 "tensor / DRAM active",
-                "-"
-                if g is None
-                else f"{_fmt(g.tensor_active, 100)} % / {_fmt(g.dram_active, 100)} %",
+                na if g is None else _pair(g.tensor_active, g.dram_active, 100, 1, " %", na),
             ),
             (
                 "processes",

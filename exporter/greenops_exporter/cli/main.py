@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -105,26 +106,50 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument(
         "--project-name", default="greenops", help="the CSV's project_name (default greenops)"
     )
-    meas.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    meas.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command to measure"
+    )
     green = sub.add_parser(
         "greenest-window", parents=[config], help="when to start deferrable work"
     )
-    green.add_argument("--duration", default="4h", help="length of the job (4h, 90m, …)")
-    green.add_argument("--within", default="24h", help="how far ahead it may start")
+    green.add_argument(
+        "--duration", default="4h", help="length of the job (4h, 90m, 1h30m; default 4h)"
+    )
+    green.add_argument(
+        "--within",
+        default="24h",
+        help="the window must end within this span from now (at least --duration; default 24h)",
+    )
     green.add_argument("--zone", help="carbon zone (default: carbon.zone)")
     gate = sub.add_parser(
         "carbon-gate", parents=[config], help="exit 0 when the grid is green enough, else 3"
     )
-    gate.add_argument("--max-intensity", type=float, required=True, metavar="G_PER_KWH")
+    gate.add_argument(
+        "--max-intensity",
+        type=float,
+        required=True,
+        metavar="G_PER_KWH",
+        help="the highest grid intensity (gCO2e/kWh, 0 or more) at which to go ahead",
+    )
     gate.add_argument("--zone", help="carbon zone (default: carbon.zone)")
     reg = sub.add_parser(
         "regions", parents=[config], help="one job's carbon in each candidate region"
     )
-    reg.add_argument("--energy-kwh", type=float, required=True)
+    reg.add_argument(
+        "--energy-kwh",
+        type=float,
+        required=True,
+        metavar="N",
+        help="the job's energy in kWh (0 or more), at the GPUs and hosts before PUE",
+    )
     reg.add_argument("--regions", help="comma-separated zones (default: all in the table)")
     reg.add_argument("--pue", type=float, default=None, help="default: carbon.pue")
     analyze = sub.add_parser("analyze", help="energy of windows of a recording, offline")
-    analyze.add_argument("recording", type=Path)
+    analyze.add_argument(
+        "recording",
+        type=Path,
+        help="a recording (JSON lines, as `record` writes); its GPU from probe.json beside it",
+    )
     analyze.add_argument(
         "--window",
         action="append",
@@ -273,13 +298,24 @@ def _duration_seconds(flag: str, text: str) -> float:
     return seconds
 
 
+def _window_flags(duration_text: str, within_text: str) -> tuple[timedelta, timedelta]:
+    """greenest-window's flags, each positive, the job no longer than the span it must end in."""
+    duration = _duration_seconds("--duration", duration_text)
+    within = _duration_seconds("--within", within_text)
+    if duration > within:
+        raise UsageError(
+            f"--duration {duration_text!r} is longer than --within {within_text!r}: "
+            "the window must end within --within"
+        )
+    return timedelta(seconds=duration), timedelta(seconds=within)
+
+
 def _carbon_command(args: argparse.Namespace, config: Config) -> int:
     from ..carbon_commands import (
         carbon_gate,
         check_max_intensity,
         check_pue,
         greenest,
-        parse_duration,
         regions,
     )
     from ..sources.carbon_static import UnknownZone
@@ -288,13 +324,15 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
     if args.command in ("greenest-window", "carbon-gate"):
         if args.command == "carbon-gate":
             check_max_intensity(args.max_intensity)
+        else:
+            window = _window_flags(args.duration, args.within)  # before any source is asked
         try:
             chain = carbon_from(config, args.zone)  # --zone: only the sources serving it
         except UnknownZone as exc:
             raise UsageError(f"--zone: {exc}") from None
         if args.command == "carbon-gate":
             return carbon_gate(chain, args.max_intensity)
-        return greenest(chain, parse_duration(args.duration), parse_duration(args.within))
+        return greenest(chain, *window)
     if args.command == "regions":
         if args.energy_kwh < 0:
             raise UsageError("--energy-kwh must not be negative")

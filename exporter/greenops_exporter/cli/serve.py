@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import socket
@@ -126,7 +127,9 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> N
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             loop.add_signal_handler(signal.SIGHUP, hangup)
-            await serve_once(config, stop, listener, registry)
+            await serve_once(
+                config, stop, listener, registry, reloading=functools.partial(bool, replacement)
+            )
             if not replacement:
                 return
             config, bound = replacement[0]
@@ -139,9 +142,28 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> N
 
 
 async def serve_once(
-    config: Config, stop: asyncio.Event, listener: Listener, registry: CollectorRegistry
+    config: Config,
+    stop: asyncio.Event,
+    listener: Listener,
+    registry: CollectorRegistry,
+    reloading: Callable[[], bool] = lambda: False,
 ) -> None:
-    """One generation: a collector and an HTTP server on duplicates of `listener`'s sockets."""
+    """One generation: a collector and an HTTP server on duplicates of `listener`'s sockets.
+    `reloading` says, once `stop` is set, whether a SIGHUP's new config follows."""
+    # the web config first: its error must not follow log lines about a backend never used
+    web_config = (
+        load_web_config(config.server.web_config_file) if config.server.web_config_file else None
+    )
+    middlewares = (
+        [basic_auth_middleware(web_config.basic_auth_users)]
+        if web_config and web_config.basic_auth_users
+        else []
+    )
+    tls = (
+        ssl_context(web_config.tls_server_config)
+        if web_config and web_config.tls_server_config
+        else None
+    )
     backend, reason = backend_from(config)
     log.info("backend %s: %s", backend.name, reason)
     identify, sources = kubernetes_from(config)
@@ -165,19 +187,6 @@ async def serve_once(
     exposition = Exposition(hostname_label(config), config.collectors.enabled(), extra=registry)
     cache = ExpositionCache(exposition, lambda: collector.snapshot)
     today = EnergyToday(time.time)
-    web_config = (
-        load_web_config(config.server.web_config_file) if config.server.web_config_file else None
-    )
-    middlewares = (
-        [basic_auth_middleware(web_config.basic_auth_users)]
-        if web_config and web_config.basic_auth_users
-        else []
-    )
-    tls = (
-        ssl_context(web_config.tls_server_config)
-        if web_config and web_config.tls_server_config
-        else None
-    )
     app = make_app(
         cache,
         lambda: collector.snapshot,
@@ -207,7 +216,7 @@ async def serve_once(
     task = asyncio.create_task(collector.run(stop, after_cycle=after_cycle))
     source_tasks = [asyncio.create_task(source.run(stop)) for source in collector.sources]
     await stop.wait()
-    log.info("shutting down")
+    log.info("reloading: stopping this generation" if reloading() else "shutting down")
     await task
     for source_task in source_tasks:
         source_task.cancel()

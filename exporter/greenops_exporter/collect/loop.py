@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -117,7 +118,12 @@ class Collector:
         except BackendUnavailable as exc:
             self._backend_errors["open"] = self._backend_errors.get("open", 0) + 1
             self._down_reason = str(exc)
-            if self._backend_errors["open"] == 1:
+            if self._backend_errors["open"] == 1 and math.isinf(
+                self.settings.backend_retry_seconds
+            ):
+                # one-shot commands (`check`) never retry: no promise of a retry
+                log.error("backend %s unavailable: %s", self.backend.name, exc)
+            elif self._backend_errors["open"] == 1:
                 log.error(
                     "backend %s unavailable (retrying every %.0f s): %s",
                     self.backend.name,

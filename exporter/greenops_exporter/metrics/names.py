@@ -36,9 +36,11 @@ POWER_INSTANT = gauge(
 POWER_LIMIT = gauge("greenops_gpu_power_limit_watts", "Enforced power limit, in watts.")
 ENERGY = counter(
     "greenops_gpu_energy_joules_total",
-    "Energy the GPU consumed since the exporter started watching it, in joules: NVML's "
-    "total-energy counter read as an anchor every few seconds with instant power integrated "
-    "in between; integrated power on GPUs without the counter.",
+    "Energy the GPU consumed since the exporter started watching it, in joules: the "
+    "driver's power samples (else instant, else averaged power) integrated between anchors "
+    "on the total-energy counter, read every energy_anchor_seconds (30 s by default), each "
+    "anchor's correction spread forward over the next interval; integrated power alone on "
+    "GPUs without the counter.",
 )
 ENERGY_SOURCE = gauge(
     "greenops_gpu_energy_source_info",
