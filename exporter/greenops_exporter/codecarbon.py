@@ -145,7 +145,9 @@ def csv_row(
         "emissions_embodied": repr(data["carbon_grams_embodied"] / 1000),
         "intensity_grams_per_kwh": repr(data["intensity_grams_per_kwh"]),
         "intensity_source": data["intensity_source"],
-        "cost": repr(data["cost"]["energy"] + data["cost"]["rental"] + data["cost"]["host_energy"]),
+        "cost": repr(  # of what was measured: host_energy is null where CPU and DRAM were not
+            data["cost"]["energy"] + data["cost"]["rental"] + (data["cost"]["host_energy"] or 0.0)
+        ),
         "currency": data["cost"]["currency"],
         "exit_code": str(data["exit_code"]),
         "command": shlex.join(data["command"]),
