@@ -224,8 +224,9 @@ def markdown(data: Mapping[str, Any]) -> str:
         f"| **total** | **{_energy(data['total_energy_joules'])}** | | "
         f"| **{_grams(data['carbon_grams_operational_total'])}** | |",
         "",
-        f"Duration {data['duration_seconds']:.1f} s, exit code {data['exit_code']}. "
-        f"Grid {data['intensity_grams_per_kwh']:.0f} gCO2e/kWh ({data['intensity_source']}), "
+        f"Duration {data['duration_seconds']:.1f} s, exit code {data['exit_code']}"
+        + (f", interrupted by {data['interrupted']}. " if data.get("interrupted") else ". ")
+        + f"Grid {data['intensity_grams_per_kwh']:.0f} gCO2e/kWh ({data['intensity_source']}), "
         f"PUE {data['pue']:g}. GPU embodied carbon {data['carbon_grams_embodied']:.2f} g; "
         f"GPU rental {cost['rental']:.4f} {currency}. "
         "A part marked `unavailable` was not measured and is not counted in the total.",

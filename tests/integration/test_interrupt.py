@@ -113,7 +113,7 @@ def test_measure_forwards_the_signal_reports_and_leaves_no_orphan(
     assert data["interrupted"] == sig.name
     assert data["exit_code"] == status  # sh ended by the signal measure forwarded
     assert data["duration_seconds"] > 0 and data["energy_joules"] > 0  # what ran is reported
-    assert f"exit code {status}" in (tmp_path / "m.md").read_text()
+    assert f"exit code {status}, interrupted by {sig.name}." in (tmp_path / "m.md").read_text()
     with open(tmp_path / "e.csv", newline="") as f:
         (row,) = csv.DictReader(f)
     assert row["exit_code"] == str(status) and float(row["gpu_energy"]) > 0
@@ -123,8 +123,7 @@ def test_measure_waits_for_the_command_to_finish_on_sigterm(tmp_path: Path) -> N
     """A job that checkpoints on SIGTERM gets to finish: measure reports after it, with the
     command's own exit code, and exits 143 since it was itself terminated."""
     script = (
-        "trap 'echo saved > checkpoint; exit 0' TERM; echo $$ > sh.pid; "
-        "while :; do sleep 0.1; done"
+        "trap 'echo saved > checkpoint; exit 0' TERM; echo $$ > sh.pid; while :; do sleep 0.1; done"
     )
     proc = measure(tmp_path, script)
     pid = tmp_path / "sh.pid"
