@@ -304,10 +304,12 @@ def check_out_dir(out: str) -> None:
         raise UsageError(f"--out {out}: directory {directory} does not exist")
 
 
-def write_probes(paths: Sequence[Path], infos: Sequence[DeviceInfo]) -> list[Path]:
+def write_probes(paths: Sequence[Path], infos: Sequence[DeviceInfo | None]) -> list[Path]:
     """Name each recording's GPU in the probe.json beside it (its `recordings` entry), so
-    that `analyze` and `replay` know the model; entries of other recordings are kept."""
+    that `analyze` and `replay` know the model; entries of other recordings are kept. None
+    removes a file's entry: `record` starting over a file, which it empties."""
     by_file: dict[Path, dict[str, Any]] = {}
+    changed: set[Path] = set()
     for path, info in zip(paths, infos, strict=True):
         probe = path.parent / PROBE_FILE
         if probe not in by_file:
@@ -315,10 +317,15 @@ def write_probes(paths: Sequence[Path], infos: Sequence[DeviceInfo]) -> list[Pat
                 by_file[probe] = load_probe_file(probe)
             except ValueError as exc:
                 raise UsageError(f"{exc} (record adds its GPUs to it: fix or remove it)") from exc
-        by_file[probe].setdefault("recordings", {})[path.name] = probe_static(info)
-    for probe, document in by_file.items():
-        probe.write_text(json.dumps(document, indent=1) + "\n")
-    return list(by_file)
+        entries = by_file[probe].get("recordings")
+        if info is not None:
+            by_file[probe].setdefault("recordings", {})[path.name] = probe_static(info)
+        elif not isinstance(entries, dict) or entries.pop(path.name, None) is None:
+            continue
+        changed.add(probe)
+    for probe in changed:
+        probe.write_text(json.dumps(by_file[probe], indent=1) + "\n")
+    return sorted(changed)
 
 
 async def record(
@@ -338,11 +345,7 @@ async def record(
     paths = record_paths(out, len(snap.devices))
     infos = [d.info for d in snap.devices]
     try:
-        for probe in {path.parent / PROBE_FILE for path in paths}:  # refuse a bad one now
-            try:
-                load_probe_file(probe)
-            except ValueError as exc:
-                raise UsageError(f"{exc} (record adds its GPUs to it: fix or remove it)") from exc
+        write_probes(paths, [None] * len(paths))  # refuse a bad one now; forget old entries
         files = [path.open("w") for path in paths]
     except BaseException:
         await collector.close()

@@ -161,7 +161,11 @@ def test_record_keeps_every_sample_written_when_stopped(
     tmp_path: Path, sig: signal.Signals, status: int
 ) -> None:
     """Samples reach the file as they come (here three are read while it runs), a stop
-    keeps them, and probe.json names only the files that have samples (GPU 1 is lost)."""
+    keeps them, and probe.json names only the files that have samples (GPU 1 is lost): the
+    entry an earlier recording left for r-gpu1.jsonl goes, another recording's stays."""
+    other = {"name": "NVIDIA H100 80GB HBM3"}
+    earlier = {"recordings": {"r-gpu1.jsonl": {"name": "NVIDIA A100"}, "other.jsonl": other}}
+    (tmp_path / "probe.json").write_text(json.dumps(earlier))
     (tmp_path / "sc.yaml").write_text(
         "gpus:\n  - {model: l4}\n  - {model: l4, lost_after_seconds: 0}\n"
     )
@@ -185,7 +189,8 @@ def test_record_keeps_every_sample_written_when_stopped(
     assert f"{live.name}: {len(kept)} samples" in stdout
     assert lost.read_text() == "" and f"{lost.name}: 0 samples" in stdout
     probe = json.loads((tmp_path / "probe.json").read_text())
-    assert list(probe["recordings"]) == [live.name]
+    assert sorted(probe["recordings"]) == ["other.jsonl", live.name]
+    assert probe["recordings"]["other.jsonl"] == other
     assert probe["recordings"][live.name]["name"] == "NVIDIA L4"
 
 
