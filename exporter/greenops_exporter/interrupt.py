@@ -82,6 +82,9 @@ class Job:
             self._kill_at = time.monotonic() + GRACE_SECONDS
         self._send(signum)
 
+    def kill(self) -> None:
+        self._send(signal.SIGKILL)
+
     def _send(self, signum: int) -> None:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -6,7 +6,8 @@ scope, the node's CPU packages and DRAM over the run.
 Each part says where its number comes from (the GPU's energy source; `counter` or
 `estimate` for the host; `unavailable` when nothing measures it), so a part that could not
 be read is never reported as 0 kWh. The JSON is a stable contract: keys are added, never
-renamed; the keys that predate host energy keep their GPU-only meaning.
+renamed; the keys that predate host energy keep their GPU-only meaning. A stop signal
+(a CI job's timeout) still gives the report of what ran, marked interrupted (interrupt.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class CommandNotRun(Exception):
         self.exit_code = 127 if error.errno == errno.ENOENT else 126
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 @dataclass(frozen=True, slots=True)
 class Part:
     """One part's energy over the run: None throughout when nothing measures it."""
@@ -62,15 +67,12 @@ class Part:
     why: str = ""  # why it is unavailable, for the report (not in the JSON)
 
     def as_json(self) -> dict[str, Any]:
-        def r(value: float | None, digits: int) -> float | None:
-            return None if value is None else round(value, digits)
-
         return {
-            "energy_joules": r(self.energy_joules, 3),
+            "energy_joules": _round(self.energy_joules, 3),
             "source": self.source,
-            "mean_power_watts": r(self.mean_power_watts, 3),
-            "carbon_grams_operational": r(self.operational_grams, 4),
-            "cost_energy": r(self.energy_cost, 6),
+            "mean_power_watts": _round(self.mean_power_watts, 3),
+            "carbon_grams_operational": _round(self.operational_grams, 4),
+            "cost_energy": _round(self.energy_cost, 6),
         }
 
 
@@ -167,10 +169,6 @@ class Measurement:
         host = [p for name, p in self.parts.items() if name != "gpu"]
         values = [getattr(p, attr) or 0.0 for p in host if p.energy_joules is not None]
         return sum(values) if values else None
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 def _tree(pid: int) -> set[int]:
@@ -278,15 +276,19 @@ async def measure(
         assert job.proc is not None
         used: set[str] = set()
         snap: Snapshot = before
-        while True:
-            code = await job.wait(settings.interval_seconds)
-            snap = await collector.collect_once()
-            pids = _tree(job.proc.pid)
-            for d in snap.devices:
-                if d.reading is not None and any(p.pid in pids for p in d.reading.processes):
-                    used.add(d.info.uuid)
-            if code is not None:
-                break
+        try:
+            while True:
+                code = await job.wait(settings.interval_seconds)
+                snap = await collector.collect_once()
+                pids = _tree(job.proc.pid)
+                for d in snap.devices:
+                    if d.reading is not None and any(p.pid in pids for p in d.reading.processes):
+                        used.add(d.info.uuid)
+                if code is not None:
+                    break
+        except BaseException:
+            job.kill()  # measure failing must not leave its command running
+            raise
         seconds = time.monotonic() - started
         await job.end()
     await collector.close()
