@@ -51,9 +51,11 @@ def check_pue(value: float) -> float:
 
 async def poll_chain(chain: CarbonChain) -> CarbonReading:
     """Ask every live source once, then take the chain's answer (the table at worst)."""
-    await asyncio.gather(*(s.poll_once() for s in chain.sources))
-    for s in chain.sources:
-        await s.close()
+    try:
+        await asyncio.gather(*(s.poll_once() for s in chain.sources))
+    finally:  # Ctrl-C too: no "Unclosed client session" after the one line it prints
+        for s in chain.sources:
+            await s.close()
     return chain.current()
 
 

@@ -145,7 +145,9 @@ def csv_row(
         "emissions_embodied": repr(data["carbon_grams_embodied"] / 1000),
         "intensity_grams_per_kwh": repr(data["intensity_grams_per_kwh"]),
         "intensity_source": data["intensity_source"],
-        "cost": repr(data["cost"]["energy"] + data["cost"]["rental"] + data["cost"]["host_energy"]),
+        "cost": repr(  # of what was measured: host_energy is null where CPU and DRAM were not
+            data["cost"]["energy"] + data["cost"]["rental"] + (data["cost"]["host_energy"] or 0.0)
+        ),
         "currency": data["cost"]["currency"],
         "exit_code": str(data["exit_code"]),
         "command": shlex.join(data["command"]),
@@ -222,8 +224,9 @@ def markdown(data: Mapping[str, Any]) -> str:
         f"| **total** | **{_energy(data['total_energy_joules'])}** | | "
         f"| **{_grams(data['carbon_grams_operational_total'])}** | |",
         "",
-        f"Duration {data['duration_seconds']:.1f} s, exit code {data['exit_code']}. "
-        f"Grid {data['intensity_grams_per_kwh']:.0f} gCO2e/kWh ({data['intensity_source']}), "
+        f"Duration {data['duration_seconds']:.1f} s, exit code {data['exit_code']}"
+        + (f", interrupted by {data['interrupted']}. " if data.get("interrupted") else ". ")
+        + f"Grid {data['intensity_grams_per_kwh']:.0f} gCO2e/kWh ({data['intensity_source']}), "
         f"PUE {data['pue']:g}. GPU embodied carbon {data['carbon_grams_embodied']:.2f} g; "
         f"GPU rental {cost['rental']:.4f} {currency}. "
         "A part marked `unavailable` was not measured and is not counted in the total.",

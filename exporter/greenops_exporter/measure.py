@@ -6,15 +6,16 @@ scope, the node's CPU packages and DRAM over the run.
 Each part says where its number comes from (the GPU's energy source; `counter` or
 `estimate` for the host; `unavailable` when nothing measures it), so a part that could not
 be read is never reported as 0 kWh. The JSON is a stable contract: keys are added, never
-renamed; the keys that predate host energy keep their GPU-only meaning.
+renamed; the keys that predate host energy keep their GPU-only meaning. A stop signal
+(a CI job's timeout) still gives the report of what ran, marked interrupted (interrupt.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,8 @@ from .analysis.energy import EnergySource
 from .backends.base import Backend
 from .collect import Collector, CollectSettings, DeviceSnapshot, Snapshot
 from .collect.snapshot import HostSnapshot
-from .errors import UsageError
+from .errors import Interrupted, UsageError
+from .interrupt import Job, on_stop_signals, signal_name
 from .sources.carbon_intensity import CarbonChain
 
 # UK government GHG conversion factors: an average car of unknown fuel, about 0.17 kgCO2e/km
@@ -49,6 +51,10 @@ class CommandNotRun(Exception):
         self.exit_code = 127 if error.errno == errno.ENOENT else 126
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 @dataclass(frozen=True, slots=True)
 class Part:
     """One part's energy over the run: None throughout when nothing measures it."""
@@ -58,17 +64,15 @@ class Part:
     mean_power_watts: float | None = None
     operational_grams: float | None = None
     energy_cost: float | None = None
+    why: str = ""  # why it is unavailable, for the report (not in the JSON)
 
     def as_json(self) -> dict[str, Any]:
-        def r(value: float | None, digits: int) -> float | None:
-            return None if value is None else round(value, digits)
-
         return {
-            "energy_joules": r(self.energy_joules, 3),
+            "energy_joules": _round(self.energy_joules, 3),
             "source": self.source,
-            "mean_power_watts": r(self.mean_power_watts, 3),
-            "carbon_grams_operational": r(self.operational_grams, 4),
-            "cost_energy": r(self.energy_cost, 6),
+            "mean_power_watts": _round(self.mean_power_watts, 3),
+            "carbon_grams_operational": _round(self.operational_grams, 4),
+            "cost_energy": _round(self.energy_cost, 6),
         }
 
 
@@ -92,6 +96,15 @@ class Measurement:
     pue: float
     zone: str = ""
     parts: Mapping[str, Part] = field(default_factory=dict)  # gpu, cpu, dram
+    interrupted: str | None = None  # the stop signal measure got (SIGTERM, SIGINT, SIGHUP)
+
+    @property
+    def exit_status(self) -> int:
+        """What measure exits with: the command's exit code, or 128 + the number of the
+        signal that interrupted measure, as a shell exits on it."""
+        if self.interrupted is None:
+            return self.exit_code
+        return 128 + signal.Signals[self.interrupted].value
 
     @property
     def mean_power_all_gpus(self) -> float:
@@ -110,6 +123,9 @@ class Measurement:
         return {
             "command": self.command,
             "exit_code": self.exit_code,
+            # since interruption: the signal that stopped measure (its command was sent it
+            # and waited for), null when the command ran to its end
+            "interrupted": self.interrupted,
             "duration_seconds": round(self.seconds, 3),
             "gpus": self.gpus,
             "energy_joules": round(self.energy_joules, 3),
@@ -133,7 +149,7 @@ class Measurement:
                 "energy": round(self.energy_cost, 6),
                 "rental": round(self.rental_cost, 6),
                 "currency": self.currency,
-                "host_energy": round(self._host("energy_cost"), 6),
+                "host_energy": _round(self._host("energy_cost"), 6),  # null: not measured
             },
             "equivalent_km_driven": round(
                 (self.operational_grams + self.embodied_grams) / CAR_GRAMS_PER_KM, 4
@@ -147,8 +163,12 @@ class Measurement:
             ),
         }
 
-    def _host(self, attr: str) -> float:
-        return sum(getattr(p, attr) or 0.0 for name, p in self.parts.items() if name != "gpu")
+    def _host(self, attr: str) -> float | None:
+        """A total over the measured CPU and DRAM parts; None when neither was measured, so
+        that nothing shows a 0 that was never measured."""
+        host = [p for name, p in self.parts.items() if name != "gpu"]
+        values = [getattr(p, attr) or 0.0 for p in host if p.energy_joules is not None]
+        return sum(values) if values else None
 
 
 def _tree(pid: int) -> set[int]:
@@ -189,7 +209,7 @@ def host_part(
     """The node's package (cpu) or dram energy between two snapshots."""
     now = after.energy(zone) if after is not None else None
     if now is None:
-        return Part("unavailable")
+        return Part("unavailable", why=_why_unavailable(zone, after))
     joules, source = now
     then = before.energy(zone) if before is not None else None
     if then is not None:
@@ -202,6 +222,17 @@ def host_part(
     )
     cost = after.cost.get(key, 0.0) - (before.cost.get(key, 0.0) if before else 0.0)
     return Part(source, joules, joules / seconds if seconds > 0 else None, grams, cost)
+
+
+def _why_unavailable(zone: str, host: HostSnapshot | None) -> str:
+    if host is None:
+        return "host energy not collected"
+    capabilities = {u.capability for u in host.unsupported if u.zone in ("", zone)}
+    if "rapl" in capabilities:
+        return "no RAPL"
+    if "rapl_energy" in capabilities:
+        return "RAPL not readable"
+    return "not read"
 
 
 def gpu_source(devices: Sequence[DeviceSnapshot]) -> str:
@@ -225,33 +256,41 @@ async def measure(
     collector = Collector(
         backend, replace(settings, energy_anchor_seconds=0.0), reason, carbon=chain
     )
-    for source in chain.sources:
-        await source.poll_once()
-    before = await collector.collect_once()
-    if not before.backend_up:
-        await collector.close()
-        raise UsageError(f"cannot measure: backend {backend.name} is unavailable ({reason})")
-    started = time.monotonic()
-    try:
-        proc = await asyncio.create_subprocess_exec(*command)
-    except OSError as exc:
-        await collector.close()
-        raise CommandNotRun(command, exc) from exc
-    used: set[str] = set()
-    snap: Snapshot = before
-    while True:
+    job = Job()
+    with on_stop_signals(job.on_signal):
+        for source in chain.sources:
+            await source.poll_once()
+        before = await collector.collect_once()
+        if not before.backend_up:
+            await collector.close()
+            raise UsageError(f"cannot measure: backend {backend.name} is unavailable ({reason})")
+        if job.interrupted is not None:  # nothing started, nothing to report
+            await collector.close()
+            raise Interrupted(job.interrupted, signal_name(job.interrupted))
+        started = time.monotonic()
         try:
-            code = await asyncio.wait_for(proc.wait(), timeout=settings.interval_seconds)
-        except TimeoutError:
-            code = None
-        snap = await collector.collect_once()
-        pids = _tree(proc.pid)
-        for d in snap.devices:
-            if d.reading is not None and any(p.pid in pids for p in d.reading.processes):
-                used.add(d.info.uuid)
-        if code is not None:
-            break
-    seconds = time.monotonic() - started
+            await job.start(command)
+        except OSError as exc:
+            await collector.close()
+            raise CommandNotRun(command, exc) from exc
+        assert job.proc is not None
+        used: set[str] = set()
+        snap: Snapshot = before
+        try:
+            while True:
+                code = await job.wait(settings.interval_seconds)
+                snap = await collector.collect_once()
+                pids = _tree(job.proc.pid)
+                for d in snap.devices:
+                    if d.reading is not None and any(p.pid in pids for p in d.reading.processes):
+                        used.add(d.info.uuid)
+                if code is not None:
+                    break
+        except BaseException:
+            job.kill()  # measure failing must not leave its command running
+            raise
+        seconds = time.monotonic() - started
+        await job.end()
     await collector.close()
     simulated = backend.name in ("sim", "replay")
     chosen = [d for d in snap.devices if simulated or d.info.uuid in used]
@@ -295,6 +334,7 @@ async def measure(
         pue=pue,
         zone=intensity.zone if intensity else "",
         parts=parts,
+        interrupted=None if job.interrupted is None else signal_name(job.interrupted),
     )
 
 
@@ -310,6 +350,16 @@ def _part_line(name: str, part: Part, gpus: int = 1, all_gpus: float = 0.0) -> s
     )
 
 
+def _not_measured(parts: Mapping[str, Part]) -> str:
+    """`; CPU and DRAM: not measured (no RAPL)`, each reason once; "" when all were."""
+    by_why: dict[str, list[str]] = {}
+    for name, part in parts.items():
+        by_why.setdefault(part.why or "not read", []).append(name)
+    return "".join(
+        f"; {' and '.join(names)}: not measured ({why})" for why, names in by_why.items()
+    )
+
+
 def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
     """Print the text report (stderr: stdout is the command's) and write the JSON; return
     the JSON data for the CSV and markdown files."""
@@ -322,10 +372,21 @@ def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
         if s > 0
     )
     host_grams = m._host("operational_grams")
-    grams = m.operational_grams + m.embodied_grams + host_grams
+    host_cost = m._host("energy_cost")
+    grams = m.operational_grams + m.embodied_grams + (host_grams or 0.0)
     counted = " + ".join(n.upper() for n, p in m.parts.items() if p.energy_joules is not None)
+    host = {n.upper(): p for n, p in m.parts.items() if n != "gpu"}
+    measured = " and ".join(n for n, p in host.items() if p.energy_joules is not None)
+    missing = _not_measured({n: p for n, p in host.items() if p.energy_joules is None})
+    host_carbon = "" if host_grams is None else f" + {host_grams:.2f} g {measured}"
+    host_price = "not measured" if host_cost is None else f"{host_cost:.4f}"
+    if host_cost is not None and missing:
+        host_price += f" ({measured} only)"
+    status = f"exit {m.exit_code}"
+    if m.interrupted is not None:
+        status += f"; interrupted by {m.interrupted}: measured until then"
     lines = [
-        f"greenops measure: {shlex.join(m.command)} (exit {m.exit_code})",
+        f"greenops measure: {shlex.join(m.command)} ({status})",
         f"  duration   {m.seconds:.1f} s on {len(m.gpus)} GPU(s)",
         *(
             _part_line(name.upper(), part, len(m.gpus), m.mean_power_all_gpus)
@@ -337,12 +398,12 @@ def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
         f"({data['total_energy_joules'] / 3.6e6:.6f} kWh): {counted or 'nothing measured'}",
         f"  class mix  {mix or '-'} (GPU)",
         f"  waste      {data['waste_energy_joules']:.1f} J idle or overhead (GPU)",
-        f"  carbon     {m.operational_grams:.2f} g GPU + {host_grams:.2f} g CPU and DRAM "
-        f"operational ({m.intensity:.0f} g/kWh from {m.intensity_source}, PUE {m.pue:g}) "
-        f"+ {m.embodied_grams:.2f} g GPU embodied",
-        f"  cost       {m.energy_cost + m.rental_cost + m._host('energy_cost'):.4f} {m.currency} "
+        f"  carbon     {m.operational_grams:.2f} g GPU{host_carbon} operational "
+        f"({m.intensity:.0f} g/kWh from {m.intensity_source}, PUE {m.pue:g}) "
+        f"+ {m.embodied_grams:.2f} g GPU embodied{missing}",
+        f"  cost       {m.energy_cost + m.rental_cost + (host_cost or 0.0):.4f} {m.currency} "
         f"(GPU energy {m.energy_cost:.4f}, rental {m.rental_cost:.4f}, "
-        f"host energy {m._host('energy_cost'):.4f})",
+        f"host energy {host_price})",
         f"  that is    like driving {grams / CAR_GRAMS_PER_KM * 1000:.0f} m in an average car",
     ]
     print("\n".join(lines), file=sys.stderr)

@@ -25,6 +25,7 @@ from .collect import Collector, CollectSettings, Snapshot
 from .config import AnalysisConfig, EmbodiedConfig
 from .errors import UsageError
 from .gpu_models import model_by_name
+from .interrupt import on_stop_signals, signal_name
 
 
 def parse_window(text: str) -> tuple[float, float, float | None]:
@@ -295,10 +296,20 @@ def record_paths(out: str, count: int) -> list[Path]:
     return [path.with_name(f"{path.stem}-gpu{i}{path.suffix}") for i in range(count)]
 
 
-def write_probes(paths: Sequence[Path], infos: Sequence[DeviceInfo]) -> list[Path]:
+def check_out_dir(out: str) -> None:
+    """Refuse --out in a directory that is not there before the backend starts (NVML's init,
+    a scrape of dcgm-exporter), not after."""
+    directory = Path(out.replace("{gpu}", "0")).parent
+    if not directory.is_dir():
+        raise UsageError(f"--out {out}: directory {directory} does not exist")
+
+
+def write_probes(paths: Sequence[Path], infos: Sequence[DeviceInfo | None]) -> list[Path]:
     """Name each recording's GPU in the probe.json beside it (its `recordings` entry), so
-    that `analyze` and `replay` know the model; entries of other recordings are kept."""
+    that `analyze` and `replay` know the model; entries of other recordings are kept. None
+    removes a file's entry: `record` starting over a file, which it empties."""
     by_file: dict[Path, dict[str, Any]] = {}
+    changed: set[Path] = set()
     for path, info in zip(paths, infos, strict=True):
         probe = path.parent / PROBE_FILE
         if probe not in by_file:
@@ -306,10 +317,15 @@ def write_probes(paths: Sequence[Path], infos: Sequence[DeviceInfo]) -> list[Pat
                 by_file[probe] = load_probe_file(probe)
             except ValueError as exc:
                 raise UsageError(f"{exc} (record adds its GPUs to it: fix or remove it)") from exc
-        by_file[probe].setdefault("recordings", {})[path.name] = probe_static(info)
-    for probe, document in by_file.items():
-        probe.write_text(json.dumps(document, indent=1) + "\n")
-    return list(by_file)
+        entries = by_file[probe].get("recordings")
+        if info is not None:
+            by_file[probe].setdefault("recordings", {})[path.name] = probe_static(info)
+        elif not isinstance(entries, dict) or entries.pop(path.name, None) is None:
+            continue
+        changed.add(probe)
+    for probe in changed:
+        probe.write_text(json.dumps(by_file[probe], indent=1) + "\n")
+    return sorted(changed)
 
 
 async def record(
@@ -327,8 +343,9 @@ async def record(
         await collector.close()
         raise UsageError(f"nothing to record: backend {backend.name} has no device ({reason})")
     paths = record_paths(out, len(snap.devices))
+    infos = [d.info for d in snap.devices]
     try:
-        probes = write_probes(paths, [d.info for d in snap.devices])
+        write_probes(paths, [None] * len(paths))  # refuse a bad one now; forget old entries
         files = [path.open("w") for path in paths]
     except BaseException:
         await collector.close()
@@ -336,30 +353,47 @@ async def record(
     first: list[float | None] = [None] * len(paths)
     last: list[float | None] = [None] * len(paths)
     lines = [0] * len(paths)
+    probes: set[Path] = set()
 
     async def write(snap: Snapshot) -> None:
+        """Each cycle's samples reach the files at once (flushed), so a stop at any moment
+        keeps them; a file's probe.json entry comes with its first sample, never before."""
+        started = []
         for i, device in enumerate(snap.devices):
             r = device.reading
             if not device.up or r is None or r.timestamp == last[i]:
                 continue
             if first[i] is None:
                 first[i] = r.timestamp
+                started.append(i)
             last[i] = r.timestamp
             t = r.timestamp - (first[i] or 0.0)
             sample = sample_from_reading(r, t, snap.cycle_unix or 0.0)
             files[i].write(json.dumps(sample) + "\n")
+            files[i].flush()
             lines[i] += 1
+        if started:
+            probes.update(write_probes([paths[i] for i in started], [infos[i] for i in started]))
 
     # the serving loop's own fixed-rate clock: samples stay on the interval's grid, and a
     # cycle that overruns its tick skips (and counts) ticks instead of drifting
     stop = asyncio.Event()
+    stopped_by: list[int] = []
+
+    def on_signal(signum: int) -> None:  # SIGTERM, SIGINT, SIGHUP: stop, keep what is written
+        stopped_by.append(signum)
+        stop.set()
+
     try:
-        asyncio.get_running_loop().call_later(duration_seconds, stop.set)
-        await collector.run(stop, after_cycle=write)
+        with on_stop_signals(on_signal):
+            asyncio.get_running_loop().call_later(duration_seconds, stop.set)
+            await collector.run(stop, after_cycle=write)
     finally:
         for f in files:
             f.close()
         await collector.close()
+    if stopped_by:
+        print(f"interrupted by {signal_name(stopped_by[0])}: the samples so far are kept")
     if collector.skipped_cycles:
         print(
             f"{collector.skipped_cycles} ticks of {settings.interval_seconds:g} s skipped: a "
@@ -367,6 +401,6 @@ async def record(
         )
     for path, n in zip(paths, lines, strict=True):
         print(f"{path}: {n} samples")
-    for probe in probes:
+    for probe in sorted(probes):
         print(f"{probe}: the GPUs' identity (model, uuid) for analyze and replay")
-    return 0
+    return 128 + stopped_by[0] if stopped_by else 0

@@ -192,6 +192,15 @@ def test_without_rapl_cpu_and_dram_are_unavailable_never_zero(tmp_path: Path) ->
     assert float(row["energy_consumed"]) == pytest.approx(float(row["gpu_energy"]))
     assert "| CPU (package) | - | unavailable |" in table.read_text()
     assert "CPU        unavailable" in stderr
+    # the host's carbon and cost are not measured either: said so, never 0.00 g or 0.0000
+    assert data["cost"]["host_energy"] is None
+    (carbon,) = [line for line in stderr.splitlines() if line.startswith("  carbon ")]
+    assert "g CPU" not in carbon and carbon.endswith("; CPU and DRAM: not measured (no RAPL)")
+    (cost,) = [line for line in stderr.splitlines() if line.startswith("  cost ")]
+    assert cost.endswith(", host energy not measured)")
+    # the CSV's cost is what was measured: the GPU's energy and rental
+    gpu_cost = data["cost"]["energy"] + data["cost"]["rental"]
+    assert float(row["cost"]) == pytest.approx(gpu_cost)
 
 
 def measure_sim(host: HostSettings, command: list[str]) -> dict:

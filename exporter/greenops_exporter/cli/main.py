@@ -24,7 +24,7 @@ from ..config import (
     effective_yaml,
     load_config,
 )
-from ..errors import UsageError
+from ..errors import Interrupted, UsageError
 from .flags import (
     COLLECTOR_NAMES,
     FLAG_KEYS,
@@ -204,7 +204,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command. Output into a pipe closed early (`regions | head`) ends quietly, as
-    Python's docs recommend: stdout goes to devnull so that the exit's flush cannot fail."""
+    Python's docs recommend: stdout goes to devnull so that the exit's flush cannot fail.
+    Ctrl-C ends any command with one line and 130, as a shell reports SIGINT, never a
+    traceback (`measure` and `record` handle it themselves and keep what they have)."""
     try:
         try:
             return _main(argv)
@@ -214,6 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1  # what Python itself exits with on EPIPE
+    except KeyboardInterrupt:
+        print("greenops-exporter: interrupted by SIGINT", file=sys.stderr)
+        return 130
+    except Interrupted as exc:
+        print(f"greenops-exporter: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -263,10 +271,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("greenest-window", "carbon-gate", "regions", "measure"):
             return _carbon_command(args, config)
         if args.command == "record":
-            from ..offline import record
+            from ..offline import check_out_dir, record
             from .wiring import backend_from, settings_from
 
             seconds = _duration_seconds("--duration", args.duration)
+            check_out_dir(args.out)  # before the backend starts
             backend, reason = backend_from(config)
             return asyncio.run(record(backend, reason, settings_from(config), seconds, args.out))
         from .serve import serve
@@ -377,4 +386,4 @@ def _measure(args: argparse.Namespace, config: Config) -> int:
         codecarbon.append_csv(args.csv, codecarbon.csv_row(data, args.project_name))
     if args.markdown is not None:
         args.markdown.write_text(codecarbon.markdown(data))
-    return result.exit_code
+    return result.exit_status
