@@ -13,14 +13,11 @@ renamed; the keys that predate host energy keep their GPU-only meaning. A stop s
 from __future__ import annotations
 
 import errno
-import json
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -149,7 +146,7 @@ class Measurement:
                 "energy": round(self.energy_cost, 6),
                 "rental": round(self.rental_cost, 6),
                 "currency": self.currency,
-                "host_energy": _round(self._host("energy_cost"), 6),  # null: not measured
+                "host_energy": _round(self.host_sum("energy_cost"), 6),  # null: not measured
             },
             "equivalent_km_driven": round(
                 (self.operational_grams + self.embodied_grams) / CAR_GRAMS_PER_KM, 4
@@ -163,7 +160,7 @@ class Measurement:
             ),
         }
 
-    def _host(self, attr: str) -> float | None:
+    def host_sum(self, attr: str) -> float | None:
         """A total over the measured CPU and DRAM parts; None when neither was measured, so
         that nothing shows a 0 that was never measured."""
         host = [p for name, p in self.parts.items() if name != "gpu"]
@@ -336,75 +333,3 @@ async def measure(
         parts=parts,
         interrupted=None if job.interrupted is None else signal_name(job.interrupted),
     )
-
-
-def _part_line(name: str, part: Part, gpus: int = 1, all_gpus: float = 0.0) -> str:
-    if part.energy_joules is None:
-        return f"  {name:<10} unavailable (not measured, not counted)"
-    watts = "" if part.mean_power_watts is None else f", mean {part.mean_power_watts:.1f} W"
-    if watts and gpus > 1:
-        watts += f" per GPU, {all_gpus:.1f} W for all {gpus}"
-    return (
-        f"  {name:<10} {part.energy_joules:.1f} J ({part.energy_joules / 3.6e6:.6f} kWh)"
-        f"{watts} ({part.source})"
-    )
-
-
-def _not_measured(parts: Mapping[str, Part]) -> str:
-    """`; CPU and DRAM: not measured (no RAPL)`, each reason once; "" when all were."""
-    by_why: dict[str, list[str]] = {}
-    for name, part in parts.items():
-        by_why.setdefault(part.why or "not read", []).append(name)
-    return "".join(
-        f"; {' and '.join(names)}: not measured ({why})" for why, names in by_why.items()
-    )
-
-
-def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
-    """Print the text report (stderr: stdout is the command's) and write the JSON; return
-    the JSON data for the CSV and markdown files."""
-    data = m.as_json()
-    if json_path is not None:
-        json_path.write_text(json.dumps(data, indent=2) + "\n")
-    mix = ", ".join(
-        f"{c} {s:.0%}"
-        for c, s in sorted(data["class_share"].items(), key=lambda kv: -kv[1])
-        if s > 0
-    )
-    host_grams = m._host("operational_grams")
-    host_cost = m._host("energy_cost")
-    grams = m.operational_grams + m.embodied_grams + (host_grams or 0.0)
-    counted = " + ".join(n.upper() for n, p in m.parts.items() if p.energy_joules is not None)
-    host = {n.upper(): p for n, p in m.parts.items() if n != "gpu"}
-    measured = " and ".join(n for n, p in host.items() if p.energy_joules is not None)
-    missing = _not_measured({n: p for n, p in host.items() if p.energy_joules is None})
-    host_carbon = "" if host_grams is None else f" + {host_grams:.2f} g {measured}"
-    host_price = "not measured" if host_cost is None else f"{host_cost:.4f}"
-    if host_cost is not None and missing:
-        host_price += f" ({measured} only)"
-    status = f"exit {m.exit_code}"
-    if m.interrupted is not None:
-        status += f"; interrupted by {m.interrupted}: measured until then"
-    lines = [
-        f"greenops measure: {shlex.join(m.command)} ({status})",
-        f"  duration   {m.seconds:.1f} s on {len(m.gpus)} GPU(s)",
-        *(
-            _part_line(name.upper(), part, len(m.gpus), m.mean_power_all_gpus)
-            if name == "gpu"
-            else _part_line(name.upper(), part)
-            for name, part in m.parts.items()
-        ),
-        f"  total      {data['total_energy_joules']:.1f} J "
-        f"({data['total_energy_joules'] / 3.6e6:.6f} kWh): {counted or 'nothing measured'}",
-        f"  class mix  {mix or '-'} (GPU)",
-        f"  waste      {data['waste_energy_joules']:.1f} J idle or overhead (GPU)",
-        f"  carbon     {m.operational_grams:.2f} g GPU{host_carbon} operational "
-        f"({m.intensity:.0f} g/kWh from {m.intensity_source}, PUE {m.pue:g}) "
-        f"+ {m.embodied_grams:.2f} g GPU embodied{missing}",
-        f"  cost       {m.energy_cost + m.rental_cost + (host_cost or 0.0):.4f} {m.currency} "
-        f"(GPU energy {m.energy_cost:.4f}, rental {m.rental_cost:.4f}, "
-        f"host energy {host_price})",
-        f"  that is    like driving {grams / CAR_GRAMS_PER_KM * 1000:.0f} m in an average car",
-    ]
-    print("\n".join(lines), file=sys.stderr)
-    return data

@@ -271,7 +271,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("greenest-window", "carbon-gate", "regions", "measure"):
             return _carbon_command(args, config)
         if args.command == "record":
-            from ..offline import check_out_dir, record
+            from ..record import check_out_dir, record
             from .wiring import backend_from, settings_from
 
             seconds = _duration_seconds("--duration", args.duration)
@@ -355,7 +355,8 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
 
 def _measure(args: argparse.Namespace, config: Config) -> int:
     from .. import codecarbon
-    from ..measure import CommandNotRun, measure, report
+    from ..measure import CommandNotRun, measure
+    from ..measure_report import report
     from .wiring import backend_from, carbon_from, settings_from
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
