@@ -16,12 +16,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.attribution import ExpiringTotals, PodKey
-from ..analysis.carbon import GreenestWindow, greenest_window
 from ..analysis.host import HostSample
 from ..analysis.inference import InferenceAccount
 from ..backends.base import (
@@ -33,10 +31,10 @@ from ..backends.base import (
     RemoteBackend,
 )
 from ..sources.base import PolledSource
-from ..sources.carbon_intensity import CarbonChain, CarbonReading, NoIntensity
-from ..sources.readings import ForecastPoint
+from ..sources.carbon_intensity import CarbonChain
 from .clock import FixedRate
 from .device import DeviceState, ProcessIdentifier
+from .grid import GridInForce
 from .host import HostCollection
 from .settings import CollectSettings
 from .snapshot import InferenceSnapshot, Snapshot
@@ -83,12 +81,15 @@ class Collector:
             *(b.source for b in self.inference),
             *self.carbon.sources,
         ]
-        self._intensity = self._in_force(self.carbon.fallback)  # until the first cycle
-        self._greenest_for: tuple[ForecastPoint, ...] | None = None
-        self._greenest: GreenestWindow | None = None
         self.settings = settings or CollectSettings()
         self.backend_reason = backend_reason
         self._wall = wall_clock
+        self._grid = GridInForce(
+            self.carbon,
+            wall_clock,
+            self.settings.greenest_window_seconds,
+            self.settings.greenest_within_seconds,
+        )
         self._monotonic = monotonic
         self._devices: list[DeviceState] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -181,7 +182,7 @@ class Collector:
 
     async def collect_once(self) -> Snapshot:
         started = time.perf_counter()
-        self._intensity = self._in_force(self.carbon.current)  # one for the whole cycle
+        self._grid.begin_cycle()  # one intensity for the whole cycle
         if not self._opened:
             await self._open()
         if self._opened:
@@ -221,10 +222,10 @@ class Collector:
             cycle_seconds=time.perf_counter() - started,
             cycle_unix=self._wall(),
             sources=tuple(source.status() for source in self.sources),
-            intensity=self._intensity.now if self._intensity else None,
-            greenest=self._greenest_window(),
+            intensity=self._grid.intensity,
+            greenest=self._grid.greenest(),
             forecast_min_grams_per_kwh=min(
-                (p.grams_per_kwh for p in self._forecast()), default=None
+                (p.grams_per_kwh for p in self._grid.forecast()), default=None
             ),
             inference=tuple(
                 InferenceSnapshot(
@@ -252,34 +253,6 @@ class Collector:
         health = self.backend.health()
         errors.update(health.errors)
         return health.up, errors
-
-    @staticmethod
-    def _in_force(answer: Callable[[], CarbonReading]) -> CarbonReading | None:
-        """None for a zone that only a live source serves (`carbon.zone: US-CAL-CISO`)
-        while that source has no fresh value: the carbon is then unknown (no intensity
-        exported, the carbon counters still), never another zone's figure."""
-        try:
-            return answer()
-        except NoIntensity:
-            return None
-
-    def _grams_per_kwh(self) -> float:
-        return self._intensity.now.grams_per_kwh if self._intensity is not None else 0.0
-
-    def _forecast(self) -> tuple[ForecastPoint, ...]:
-        return self.carbon.forecast(self._intensity) if self._intensity is not None else ()
-
-    def _greenest_window(self) -> GreenestWindow | None:
-        forecast = self._forecast()
-        if forecast != self._greenest_for:
-            self._greenest_for = forecast
-            self._greenest = greenest_window(
-                forecast,
-                datetime.fromtimestamp(self._wall(), UTC),
-                timedelta(seconds=self.settings.greenest_window_seconds),
-                timedelta(seconds=self.settings.greenest_within_seconds),
-            )
-        return self._greenest
 
     def _binding_share(self, binding: InferenceBinding) -> tuple[float, float]:
         """This cycle's joules and grams (operational + embodied) of an inference source: its
@@ -337,7 +310,7 @@ class Collector:
         except Exception as exc:  # the GPUs must not suffer from a broken host read
             host.missed(f"unexpected {type(exc).__name__}: {exc}")
             return
-        host.accept(sample, processes, self._grams_per_kwh())
+        host.accept(sample, processes, self._grid.grams_per_kwh())
 
     async def _read_all(self) -> None:
         assert self._executor is not None
@@ -376,7 +349,7 @@ class Collector:
                     seconds,
                     self._monotonic(),
                     self._wall(),
-                    self._grams_per_kwh(),
+                    self._grid.grams_per_kwh(),
                 )
             elif isinstance(exc, DeviceReadError):
                 state.count(exc.call)
