@@ -14,6 +14,7 @@ and node_exporter alike.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -159,14 +160,14 @@ def basic_auth_middleware(
     """401 unless the request carries a user and password matching a bcrypt hash, except
     on the `public` routes (the health endpoints).
 
-    bcrypt is slow on purpose (tens of ms); a successful check is remembered (keyed by an
-    HMAC of the credentials, never the password itself) so that a scraper every 15 s does
-    not pay it each time."""
+    bcrypt is slow on purpose (tens of ms), so it runs in a worker thread, never on the
+    event loop; a successful check is remembered (keyed by an HMAC of the credentials,
+    never the password itself) so that a scraper every 15 s does not pay it each time."""
     hashes = {user: hashed.encode() for user, hashed in users.items()}
     remembered: set[bytes] = set()
     key = bcrypt.gensalt()
 
-    def check(header: str) -> bool:
+    async def check(header: str) -> bool:
         if not header.startswith("Basic "):
             return False
         try:
@@ -179,7 +180,8 @@ def basic_auth_middleware(
         token = hmac.new(key, f"{user}:{password}".encode(), "sha256").digest()
         if token in remembered:
             return True
-        if bcrypt.checkpw(password.encode(), hashed):
+        # in a worker thread: a wrong password must not stall the collection on the loop
+        if await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed):
             if len(remembered) > 1024:
                 remembered.clear()
             remembered.add(token)
@@ -192,7 +194,7 @@ def basic_auth_middleware(
         resource = request.match_info.route.resource
         if resource is not None and resource.canonical in public:
             return await handler(request)
-        if not check(request.headers.get("Authorization", "")):
+        if not await check(request.headers.get("Authorization", "")):
             return web.Response(
                 status=401,
                 text="Unauthorized\n",

@@ -79,7 +79,7 @@ def backend_flags() -> argparse.ArgumentParser:
         "--replay-loop",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="loop recordings (default) or hold the last sample",
+        help="loop recordings (default), or play once: a GPU goes stale after its recording ends",
     )
     g.add_argument(
         "--dcgm-url",

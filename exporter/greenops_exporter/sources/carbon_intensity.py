@@ -13,7 +13,7 @@ import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -347,9 +347,3 @@ class CarbonChain:
         """The forecast for the zone in force (the table has none)."""
         reading = self.forecast_reading(in_force)
         return reading.forecast if reading is not None else ()
-
-
-def forecast_horizon(points: Sequence[ForecastPoint]) -> timedelta:
-    if len(points) < 2:
-        return timedelta(0)
-    return points[-1].start - points[0].start
