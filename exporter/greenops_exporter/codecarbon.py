@@ -2,31 +2,39 @@
 
 Both are made from the `measure --json` contract.
 
-Columns are CodeCarbon's, in its order and units (duration s, emissions kg CO2e,
-emissions_rate kg/s, powers W, energies kWh), so scripts and dashboards built for its file
-read this one; columns with no equivalent here are left empty, and this exporter's own
-columns follow at the end. A part that was not measured (`unavailable`) has an empty cell,
-never a 0 that would read as measured.
+The CSV is CodeCarbon 3.3.2's (the version checked, `codecarbon==3.3.2` in the test extra):
+its EmissionsData's 38 columns, names and order, with its meanings: energies (kWh) and
+powers (W) include the PUE as its tracker applies it; emissions kg CO2e; the timestamp is
+local time without offset; `gpu_model` is "4 x NVIDIA H100 80GB HBM3". CodeCarbon's tracker
+appends to this file and this one to CodeCarbon's. What CodeCarbon has no column for
+(energy sources, embodied carbon, cost, exit code, command) is in the JSON only. A part that
+was not measured (`unavailable`) has an empty cell, never a 0 that would read as measured.
 """
 
 from __future__ import annotations
 
 import csv
-import os
+import io
 import platform
 import shlex
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-CODECARBON_COLUMNS = (
+from .codecarbon_zones import where
+
+CODECARBON_VERSION = "3.3.2"  # the release whose columns and meanings these are
+# codecarbon/output_methods/emissions_data.py's EmissionsData, field by field
+COLUMNS = (
     "timestamp",
     "project_name",
     "run_id",
+    "experiment_id",
     "duration",
     "emissions",
     "emissions_rate",
@@ -37,6 +45,7 @@ CODECARBON_COLUMNS = (
     "gpu_energy",
     "ram_energy",
     "energy_consumed",
+    "water_consumed",
     "country_name",
     "country_iso_code",
     "region",
@@ -53,66 +62,62 @@ CODECARBON_COLUMNS = (
     "latitude",
     "ram_total_size",
     "tracking_mode",
+    "cpu_utilization_percent",
+    "gpu_utilization_percent",
+    "ram_utilization_percent",
+    "ram_used_gb",
     "on_cloud",
     "pue",
+    "wue",
 )
-# this exporter's own, after CodeCarbon's
-EXTRA_COLUMNS = (
-    "cpu_energy_source",
-    "gpu_energy_source",
-    "ram_energy_source",
-    "emissions_embodied",
-    "intensity_grams_per_kwh",
-    "intensity_source",
-    "cost",
-    "currency",
-    "exit_code",
-    "command",
-)
-COLUMNS = CODECARBON_COLUMNS + EXTRA_COLUMNS
 PARTS = (("gpu", "GPU"), ("cpu", "CPU (package)"), ("dram", "DRAM"))
 CSV_PART = {"gpu": "gpu", "cpu": "cpu", "dram": "ram"}
-# the static table's country keys, as CodeCarbon writes countries (ISO 3166 alpha-3)
-ALPHA3 = {
-    "IE": "IRL",
-    "GB": "GBR",
-    "FR": "FRA",
-    "DE": "DEU",
-    "SE": "SWE",
-    "NL": "NLD",
-    "IT": "ITA",
-    "JP": "JPN",
-    "SG": "SGP",
-}
 KWH = 3.6e6
 
 
 class CsvHeaderMismatch(ValueError):
-    """An existing file whose header is not ours: appending would misalign every column."""
+    """An existing file whose header is not CodeCarbon's: appending would misalign it."""
+
+
+def read_header(path: Path) -> list[str] | None:
+    """The file's header row; None for a file that is absent or empty (a new file)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def check_csv(path: Path) -> None:
-    """Refuse, before the command runs, a file whose header a row of ours would not match."""
-    if not path.exists() or path.stat().st_size == 0:
+    """Refuse, before the command runs, a file a row of ours cannot be appended to. Like
+    CodeCarbon, any order of its columns is accepted (the row follows the file's order);
+    another set of columns is refused, naming the first column that differs."""
+    header = read_header(path)
+    if header is None or sorted(header) == sorted(COLUMNS):
         return
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
-    if tuple(header) != COLUMNS:
-        raise CsvHeaderMismatch(
-            f"--csv {path}: its header is not this exporter's CodeCarbon-format header "
-            "(write to a new file)"
-        )
-
-
-def _where(zone: str) -> dict[str, str]:
-    provider, _, region = zone.partition(":")
-    if region and provider in ("gcp", "aws", "azure"):
-        return {"cloud_provider": provider, "cloud_region": region, "on_cloud": "Y"}
-    return {"country_iso_code": ALPHA3.get(zone, ""), "on_cloud": "N"}
+    for i, expected in enumerate(COLUMNS):
+        found = header[i] if i < len(header) else None
+        if found != expected:
+            got = "nothing" if found is None else repr(found)
+            raise CsvHeaderMismatch(
+                f"--csv {path}: its header is not CodeCarbon {CODECARBON_VERSION}'s: column "
+                f"{i + 1} is {got} where {expected!r} is expected (write to a new file)"
+            )
+    extra = header[len(COLUMNS)]
+    raise CsvHeaderMismatch(
+        f"--csv {path}: its header is not CodeCarbon {CODECARBON_VERSION}'s: column "
+        f"{len(COLUMNS) + 1} is {extra!r} where the header should end (write to a new file)"
+    )
 
 
 def _num(value: float | None, scale: float = 1.0) -> str:
     return "" if value is None else repr(value * scale)
+
+
+def gpu_model(models: Sequence[str], kind: str = "") -> str:
+    """CodeCarbon's form: "N x NAME" per model, joined as its resource tracker joins them
+    (with nothing between); a simulated or replayed GPU says so after its name."""
+    suffix = f" ({kind})" if kind else ""
+    return "".join(f"{n} x {name}{suffix}" for name, n in Counter(models).items())
 
 
 def csv_row(
@@ -124,42 +129,45 @@ def csv_row(
     """One CodeCarbon-format row from a `measure --json` result."""
     parts = data["parts"]
     seconds = data["duration_seconds"]
-    emissions_kg = data["carbon_grams_operational_total"] / 1000
+    pue = data["pue"]
+    emissions_kg = data["carbon_grams_operational_total"] / 1000  # PUE already in it
+    usage = data.get("usage") or {}
     row = dict.fromkeys(COLUMNS, "")
     row |= {
-        "timestamp": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S"),
+        # CodeCarbon: datetime.now().strftime("%Y-%m-%dT%H:%M:%S"), local time, no offset
+        "timestamp": (now or datetime.now()).strftime("%Y-%m-%dT%H:%M:%S"),
         "project_name": project_name,
         "run_id": run_id or str(uuid.uuid4()),
         "duration": repr(seconds),
         "emissions": repr(emissions_kg),
-        "emissions_rate": repr(emissions_kg / seconds) if seconds > 0 else "",
-        "energy_consumed": repr(data["total_energy_joules"] / KWH),
+        "emissions_rate": repr(emissions_kg / seconds) if seconds > 0 else "0",
+        "energy_consumed": repr(data["total_energy_joules"] * pue / KWH),
+        "water_consumed": "0.0",  # CodeCarbon's default WUE of 0 L/kWh
         "os": platform.platform(),
         "python_version": platform.python_version(),
-        "cpu_count": str(os.cpu_count() or ""),
+        "cpu_count": str(psutil.cpu_count() or ""),
         "cpu_model": _cpu_model(),
         "gpu_count": str(len(data["gpus"])),
-        "ram_total_size": repr(round(psutil.virtual_memory().total / 2**30, 3)),
+        "gpu_model": gpu_model(data.get("gpu_models", []), data.get("gpu_kind", "")),
+        "ram_total_size": repr(psutil.virtual_memory().total / 2**30),
         "tracking_mode": "machine",
-        "pue": repr(data["pue"]),
-        "emissions_embodied": repr(data["carbon_grams_embodied"] / 1000),
-        "intensity_grams_per_kwh": repr(data["intensity_grams_per_kwh"]),
-        "intensity_source": data["intensity_source"],
-        "cost": repr(  # of what was measured: host_energy is null where CPU and DRAM were not
-            data["cost"]["energy"] + data["cost"]["rental"] + (data["cost"]["host_energy"] or 0.0)
-        ),
-        "currency": data["cost"]["currency"],
-        "exit_code": str(data["exit_code"]),
-        "command": shlex.join(data["command"]),
+        "pue": repr(float(pue)),
+        "wue": "0.0",
     }
-    row |= _where(data.get("zone", ""))
+    for key in (
+        "cpu_utilization_percent",
+        "gpu_utilization_percent",
+        "ram_utilization_percent",
+        "ram_used_gb",
+    ):
+        row[key] = _num(usage.get(key))
+    row |= where(data.get("zone", ""))
     for part, column in CSV_PART.items():
         p = parts[part]
         # CodeCarbon's gpu_power is all the GPUs' together; our part's is per GPU
         watts = data.get("mean_power_watts_all_gpus") if part == "gpu" else p["mean_power_watts"]
-        row[f"{column}_power"] = _num(None if p["mean_power_watts"] is None else watts)
-        row[f"{column}_energy"] = _num(p["energy_joules"], 1 / KWH)
-        row[f"{column}_energy_source"] = p["source"]
+        row[f"{column}_power"] = _num(None if p["mean_power_watts"] is None else watts, pue)
+        row[f"{column}_energy"] = _num(p["energy_joules"], pue / KWH)
     return row
 
 
@@ -175,14 +183,24 @@ def _cpu_model() -> str:
 
 
 def append_csv(path: Path, row: Mapping[str, str]) -> None:
-    """Append one row; the header only when the file is new or empty (as CodeCarbon does)."""
+    """Append one row in the file's column order; the header only when the file is new or
+    empty (as CodeCarbon does)."""
     check_csv(path)
-    new = not path.exists() or path.stat().st_size == 0
+    header = read_header(path)
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
+        writer = csv.DictWriter(f, fieldnames=header or COLUMNS)
+        if header is None:
             writer.writeheader()
         writer.writerow(row)
+
+
+def csv_text(row: Mapping[str, str]) -> str:
+    """The header and the row as text, for stdout when the file could not be written."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerow(row)
+    return out.getvalue()
 
 
 def _energy(joules: float | None) -> str:
@@ -202,16 +220,22 @@ def markdown(data: Mapping[str, Any]) -> str:
     command = " ".join(shlex.join(data["command"]).split()).replace("`", "'")
     if len(command) > 80:
         command = command[:77] + "..."
+    kind = data.get("gpu_kind", "")
     lines = [
         f"### Energy and carbon of `{command}`",
         "",
+        *(
+            [f"**The GPUs are {kind}** (backend `{data.get('backend')}`): not this machine's.", ""]
+            if kind
+            else []
+        ),
         "| part | energy | source | mean power | carbon (operational) | energy cost |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for key, title in PARTS:
         p = data["parts"][key]
         if key == "gpu":
-            title = f"GPU x {len(data['gpus'])}"
+            title = f"GPU x {len(data['gpus'])}" + (f" ({kind})" if kind else "")
         watts = "-" if p["mean_power_watts"] is None else f"{p['mean_power_watts']:.1f} W"
         if key == "gpu" and p["mean_power_watts"] is not None and len(data["gpus"]) > 1:
             watts += f" each, {data['mean_power_watts_all_gpus']:.1f} W in all"

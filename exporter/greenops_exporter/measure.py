@@ -29,6 +29,7 @@ from .collect import Collector, CollectSettings, DeviceSnapshot, Snapshot
 from .collect.snapshot import HostSnapshot
 from .errors import Interrupted, UsageError
 from .interrupt import Job, on_stop_signals, signal_name
+from .measure_usage import Usage
 from .sources.carbon_intensity import CarbonChain
 
 # UK government GHG conversion factors: an average car of unknown fuel, about 0.17 kgCO2e/km
@@ -94,6 +95,15 @@ class Measurement:
     zone: str = ""
     parts: Mapping[str, Part] = field(default_factory=dict)  # gpu, cpu, dram
     interrupted: str | None = None  # the stop signal measure got (SIGTERM, SIGINT, SIGHUP)
+    backend: str = ""
+    gpu_names: list[str] = field(default_factory=list)  # the GPUs' model names, in order
+    usage: Usage | None = None
+
+    @property
+    def gpu_kind(self) -> str:
+        """What the GPUs are: a simulated fleet's or a recording's are not this machine's,
+        and every output says so ("" for real GPUs)."""
+        return {"sim": "simulated", "replay": "replayed"}.get(self.backend, "")
 
     @property
     def exit_status(self) -> int:
@@ -154,6 +164,14 @@ class Measurement:
             # since host energy: the node's parts and their totals (measured parts only)
             "zone": self.zone,
             "parts": {name: part.as_json() for name, part in self.parts.items()},
+            # since interoperating with CodeCarbon: what the GPUs are ("simulated" on the
+            # sim backend, "replayed" on replay, "" for real ones), their models, and the
+            # run's mean utilisations (CodeCarbon's *_utilization_percent and ram_used_gb)
+            "backend": self.backend,
+            "simulated": self.backend == "sim",
+            "gpu_kind": self.gpu_kind,
+            "gpu_models": self.gpu_names,
+            "usage": None if self.usage is None else self.usage.as_json(),
             "total_energy_joules": round(sum(p.energy_joules or 0.0 for p in self.measured), 3),
             "carbon_grams_operational_total": round(
                 sum(p.operational_grams or 0.0 for p in self.measured), 4
@@ -265,6 +283,8 @@ async def measure(
             await collector.close()
             raise Interrupted(job.interrupted, signal_name(job.interrupted))
         started = time.monotonic()
+        usage = Usage()
+        usage.start()
         try:
             await job.start(command)
         except OSError as exc:
@@ -277,6 +297,7 @@ async def measure(
             while True:
                 code = await job.wait(settings.interval_seconds)
                 snap = await collector.collect_once()
+                usage.sample(snap.devices)
                 pids = _tree(job.proc.pid)
                 for d in snap.devices:
                     if d.reading is not None and any(p.pid in pids for p in d.reading.processes):
@@ -287,6 +308,7 @@ async def measure(
             job.kill()  # measure failing must not leave its command running
             raise
         seconds = time.monotonic() - started
+        usage.stop()
         await job.end()
     await collector.close()
     simulated = backend.name in ("sim", "replay")
@@ -332,4 +354,7 @@ async def measure(
         zone=intensity.zone if intensity else "",
         parts=parts,
         interrupted=None if job.interrupted is None else signal_name(job.interrupted),
+        backend=backend.name,
+        gpu_names=[d.info.name for d in chosen],
+        usage=usage,
     )

@@ -1,4 +1,5 @@
-"""`measure`'s text report: what a run cost, part by part, said once on stderr."""
+"""`measure`'s text report and its files: what a run cost, part by part, said once on
+stderr; the files checked before the command runs, and never lost after it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import codecarbon
+from .errors import UsageError
 from .measure import CAR_GRAMS_PER_KM, Measurement, Part
 
 
@@ -34,12 +37,10 @@ def _not_measured(parts: Mapping[str, Part]) -> str:
     )
 
 
-def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
-    """Print the text report (stderr: stdout is the command's) and write the JSON; return
-    the JSON data for the CSV and markdown files."""
+def report(m: Measurement) -> dict[str, Any]:
+    """Print the text report (stderr: stdout is the command's); return the JSON data the
+    files are made from."""
     data = m.as_json()
-    if json_path is not None:
-        json_path.write_text(json.dumps(data, indent=2) + "\n")
     mix = ", ".join(
         f"{c} {s:.0%}"
         for c, s in sorted(data["class_share"].items(), key=lambda kv: -kv[1])
@@ -59,11 +60,14 @@ def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
     status = f"exit {m.exit_code}"
     if m.interrupted is not None:
         status += f"; interrupted by {m.interrupted}: measured until then"
+    kind = f" {m.gpu_kind}" if m.gpu_kind else ""
+    gpu_name = f"GPU ({m.gpu_kind})" if kind else "GPU"
     lines = [
         f"greenops measure: {shlex.join(m.command)} ({status})",
-        f"  duration   {m.seconds:.1f} s on {len(m.gpus)} GPU(s)",
+        f"  duration   {m.seconds:.1f} s on {len(m.gpus)}{kind} GPU(s)"
+        + (f" (backend {m.backend}: not this machine's GPUs)" if kind else ""),
         *(
-            _part_line(name.upper(), part, len(m.gpus), m.mean_power_all_gpus)
+            _part_line(gpu_name, part, len(m.gpus), m.mean_power_all_gpus)
             if name == "gpu"
             else _part_line(name.upper(), part)
             for name, part in m.parts.items()
@@ -82,3 +86,65 @@ def report(m: Measurement, json_path: Path | None) -> dict[str, Any]:
     ]
     print("\n".join(lines), file=sys.stderr)
     return data
+
+
+def check_outputs(json_path: Path | None, csv_path: Path | None, md_path: Path | None) -> None:
+    """Refuse, before the command runs, an output that cannot be written: a run whose
+    report has nowhere to go would be lost, and with it the job's exit code."""
+    for flag, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", md_path)):
+        if path is None:
+            continue
+        if path.is_dir():
+            raise UsageError(f"{flag} {path}: is a directory (give a file)")
+        existed = path.exists()
+        try:
+            with open(path, "a"):  # opens as the write will, changes nothing in it
+                pass
+        except OSError as exc:
+            raise UsageError(f"{flag} {path}: cannot write: {exc.strerror or exc}") from None
+        if not existed:
+            path.unlink(missing_ok=True)
+    if csv_path is not None:
+        try:
+            codecarbon.check_csv(csv_path)
+        except codecarbon.CsvHeaderMismatch as exc:
+            raise UsageError(str(exc)) from None
+
+
+def write_outputs(
+    data: Mapping[str, Any],
+    json_path: Path | None,
+    csv_path: Path | None,
+    md_path: Path | None,
+    project_name: str,
+) -> bool:
+    """Write each file asked for; one that still fails (a full disk, a file made read-only
+    during the run) is named on stderr and its content goes to stdout instead. False when
+    one failed; the run's exit code stays the command's either way."""
+    outputs: list[tuple[str, Path, str, Any]] = []
+    if json_path is not None:
+        text = json.dumps(data, indent=2) + "\n"
+        outputs.append(("--json", json_path, text, lambda p, t=text: p.write_text(t)))
+    if csv_path is not None:
+        row = codecarbon.csv_row(data, project_name)
+        outputs.append(
+            ("--csv", csv_path, codecarbon.csv_text(row), lambda p: codecarbon.append_csv(p, row))
+        )
+    if md_path is not None:
+        text = codecarbon.markdown(data)
+        outputs.append(("--markdown", md_path, text, lambda p, t=text: p.write_text(t)))
+    ok = True
+    for flag, path, text, write in outputs:
+        try:
+            write(path)
+        except (OSError, codecarbon.CsvHeaderMismatch) as exc:
+            ok = False
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(
+                f"greenops-exporter: measure: {flag} {path}: cannot write ({why}); "
+                "it follows on stdout",
+                file=sys.stderr,
+            )
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    return ok

@@ -116,7 +116,7 @@ def test_measure_forwards_the_signal_reports_and_leaves_no_orphan(
     assert f"exit code {status}, interrupted by {sig.name}." in (tmp_path / "m.md").read_text()
     with open(tmp_path / "e.csv", newline="") as f:
         (row,) = csv.DictReader(f)
-    assert row["exit_code"] == str(status) and float(row["gpu_energy"]) > 0
+    assert float(row["gpu_energy"]) > 0  # the exit code is in the JSON, not a CSV column
 
 
 def test_measure_waits_for_the_command_to_finish_on_sigterm(tmp_path: Path) -> None:

@@ -354,19 +354,14 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
 
 
 def _measure(args: argparse.Namespace, config: Config) -> int:
-    from .. import codecarbon
     from ..measure import CommandNotRun, measure
-    from ..measure_report import report
+    from ..measure_report import check_outputs, report, write_outputs
     from .wiring import backend_from, carbon_from, settings_from
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise UsageError("measure: give the command after --")
-    if args.csv is not None:
-        try:
-            codecarbon.check_csv(args.csv)  # before the run, not after it
-        except codecarbon.CsvHeaderMismatch as exc:
-            raise UsageError(str(exc)) from exc
+    check_outputs(args.json, args.csv, args.markdown)  # before the run, not after it
     backend, reason = backend_from(config)
     try:
         result = asyncio.run(
@@ -382,9 +377,6 @@ def _measure(args: argparse.Namespace, config: Config) -> int:
     except CommandNotRun as exc:  # 127 or 126, as a shell exits
         print(f"greenops-exporter: measure: {exc}", file=sys.stderr)
         return exc.exit_code
-    data = report(result, args.json)
-    if args.csv is not None:
-        codecarbon.append_csv(args.csv, codecarbon.csv_row(data, args.project_name))
-    if args.markdown is not None:
-        args.markdown.write_text(codecarbon.markdown(data))
+    data = report(result)
+    write_outputs(data, args.json, args.csv, args.markdown, args.project_name)
     return result.exit_status

@@ -1,0 +1,68 @@
+"""`measure`'s mean utilisations over the run, for CodeCarbon's *_utilization_percent columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from .collect import DeviceSnapshot
+
+
+@dataclass(slots=True)
+class Usage:
+    """The run's mean utilisations, as CodeCarbon's tracker averages them: the machine's
+    CPU busy share, the GPUs' utilisation and the RAM in use, sampled once a cycle."""
+
+    cpu_start: Any = None  # psutil's cpu_times when the command started
+    cpu_percent: float | None = None
+    gpu: list[float] = field(default_factory=list)
+    ram_percent: list[float] = field(default_factory=list)
+    ram_used_gb: list[float] = field(default_factory=list)
+
+    def sample(self, devices: Sequence[DeviceSnapshot]) -> None:
+        memory = psutil.virtual_memory()
+        self.ram_percent.append(memory.percent)
+        self.ram_used_gb.append(memory.used / 2**30)  # CodeCarbon's GB are GiB
+        self.gpu.extend(
+            d.reading.utilization_gpu * 100
+            for d in devices
+            if d.reading is not None and d.reading.utilization_gpu is not None
+        )
+
+    def start(self) -> None:
+        self.cpu_start = psutil.cpu_times()
+
+    def stop(self) -> None:
+        if self.cpu_start is not None:
+            self.cpu_percent = _busy_percent(self.cpu_start, psutil.cpu_times())
+
+    def as_json(self) -> dict[str, float | None]:
+        def mean(values: list[float]) -> float | None:
+            return round(sum(values) / len(values), 3) if values else None
+
+        cpu = self.cpu_percent
+        return {
+            "cpu_utilization_percent": None if cpu is None else round(cpu, 3),
+            "gpu_utilization_percent": mean(self.gpu),
+            "ram_utilization_percent": mean(self.ram_percent),
+            "ram_used_gb": mean(self.ram_used_gb),
+        }
+
+
+def _busy_percent(before: Any, after: Any) -> float | None:
+    """The machine's CPU busy share between two psutil.cpu_times(), counted as CodeCarbon
+    3.3.2's SystemCPULoadMeter counts it (guest time is inside user time; iowait is idle)."""
+
+    def total(t: Any) -> float:
+        return float(sum(t)) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+    def busy(t: Any) -> float:
+        return total(t) - float(t.idle) - getattr(t, "iowait", 0.0)
+
+    whole = total(after) - total(before)
+    if whole <= 0:
+        return None
+    return min(max((busy(after) - busy(before)) / whole * 100, 0.0), 100.0)
