@@ -282,7 +282,7 @@ class HostConfig(_Section):
     """Host CPU and DRAM energy from RAPL (the `host` collector)."""
 
     powercap_root: Path = Path("/sys/class/powercap")  # the host's, mounted, in a container
-    estimate: bool = False  # CodeCarbon's TDP x CPU utilisation where RAPL cannot be read
+    estimate: bool = False  # CodeCarbon 3.3.2's CPU and DRAM models where RAPL cannot be read
     cpu_tdp_watts: float | None = Field(default=None, gt=0)  # all sockets together
 
     @model_validator(mode="after")

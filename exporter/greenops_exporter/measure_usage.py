@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import psutil
 
 from .collect import DeviceSnapshot
+from .sources.cputime import machine_seconds
 
 
 @dataclass(slots=True)
@@ -16,7 +16,7 @@ class Usage:
     """The run's mean utilisations, as CodeCarbon's tracker averages them: the machine's
     CPU busy share, the GPUs' utilisation and the RAM in use, sampled once a cycle."""
 
-    cpu_start: Any = None  # psutil's cpu_times when the command started
+    cpu_start: tuple[float, float] | None = None  # (busy, total) when the command started
     cpu_percent: float | None = None
     gpu: list[float] = field(default_factory=list)
     ram_percent: list[float] = field(default_factory=list)
@@ -33,11 +33,18 @@ class Usage:
         )
 
     def start(self) -> None:
-        self.cpu_start = psutil.cpu_times()
+        self.cpu_start = machine_seconds()
 
     def stop(self) -> None:
-        if self.cpu_start is not None:
-            self.cpu_percent = _busy_percent(self.cpu_start, psutil.cpu_times())
+        """The machine's CPU busy share over the run, as CodeCarbon 3.3.2's
+        SystemCPULoadMeter counts it (guest time inside user time; iowait idle)."""
+        if self.cpu_start is None:
+            return
+        busy, total = machine_seconds()
+        whole = total - self.cpu_start[1]
+        if whole > 0:
+            share = (busy - self.cpu_start[0]) / whole * 100
+            self.cpu_percent = min(max(share, 0.0), 100.0)
 
     def as_json(self) -> dict[str, float | None]:
         def mean(values: list[float]) -> float | None:
@@ -50,19 +57,3 @@ class Usage:
             "ram_utilization_percent": mean(self.ram_percent),
             "ram_used_gb": mean(self.ram_used_gb),
         }
-
-
-def _busy_percent(before: Any, after: Any) -> float | None:
-    """The machine's CPU busy share between two psutil.cpu_times(), counted as CodeCarbon
-    3.3.2's SystemCPULoadMeter counts it (guest time is inside user time; iowait is idle)."""
-
-    def total(t: Any) -> float:
-        return float(sum(t)) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
-
-    def busy(t: Any) -> float:
-        return total(t) - float(t.idle) - getattr(t, "iowait", 0.0)
-
-    whole = total(after) - total(before)
-    if whole <= 0:
-        return None
-    return min(max((busy(after) - busy(before)) / whole * 100, 0.0), 100.0)

@@ -14,10 +14,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
 from greenops_exporter import codecarbon
+from greenops_exporter.analysis.host import ram_watts
 from greenops_exporter.backends.sim import Scenario, SimBackend
 from greenops_exporter.cli import build_parser
 from greenops_exporter.collect import CollectSettings
@@ -192,10 +194,13 @@ def test_root_only_rapl_is_unavailable_and_the_estimate_says_so(
     )
     cpu = estimated["parts"]["cpu"]
     assert cpu["source"] == "estimate"
-    # TDP x utilisation, over the collections around the run: from the one before the
+    # CodeCarbon's model, over the collections around the run: from the one before the
     # command starts to the one after it ends (a 0.2 s interval; 0.5 s of slack for load)
     assert 0 < cpu["energy_joules"] <= 200.0 * (estimated["duration_seconds"] + 0.5)
-    assert estimated["parts"]["dram"]["source"] == "unavailable"  # no DRAM estimate
+    dram = estimated["parts"]["dram"]  # CodeCarbon's memory model: a constant power
+    watts = ram_watts(psutil.virtual_memory().total / 2**30)
+    assert dram["source"] == "estimate" and dram["mean_power_watts"] > 0
+    assert 0 < dram["energy_joules"] <= watts * (estimated["duration_seconds"] + 0.5)
 
 
 def test_a_csv_with_a_foreign_header_is_refused_before_the_run(tmp_path: Path) -> None:

@@ -130,13 +130,16 @@ def test_split_adds_up_to_the_zone() -> None:
     assert split_by_cpu_time(0.0, {1: 1.0}, 1.0) == ({1: 0.0}, 0.0)
 
 
-def test_estimate_is_tdp_times_utilisation() -> None:
-    assert estimate_joules(200.0, busy_seconds=4.0, total_seconds=16.0, seconds=2.0) == 100.0
+def test_estimate_is_codecarbons_cubic_load_model() -> None:
+    # load 4/16 = 25 %: 200 W x (0.1 + 0.9 x 0.25^3) x 2 s (tests/unit/test_codecarbon_models.py
+    # checks the model against CodeCarbon's own code)
+    expected = 200.0 * (0.1 + 0.9 * 0.25**3) * 2.0
+    assert estimate_joules(200.0, busy_seconds=4.0, total_seconds=16.0, seconds=2.0) == expected
     meter = HostMeter((), estimate_tdp_watts=200.0)
     meter.update(HostSample(0.0, (), CpuSample(10.0, 100.0)))
     cycle = meter.update(HostSample(2.0, (), CpuSample(14.0, 116.0)))
-    assert cycle.joules == {ESTIMATE_ID: 100.0}
-    assert cycle.other == {"package": 100.0}
+    assert cycle.joules == {ESTIMATE_ID: expected}
+    assert cycle.other == {"package": expected}
 
 
 BURN = """

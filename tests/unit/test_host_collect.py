@@ -334,8 +334,9 @@ def test_the_estimate_is_labelled_everywhere_and_kept_out_of_inference(
     snap = fleet.run(lambda: burn(burners), lambda: burn(burners))
     _, families = render(snap)
     energy = series(families, "greenops_host_energy_joules_total")
-    (labels,) = energy  # one series: the CPU packages, estimated
-    assert labels == ("node-a", "", "estimate", "package") and energy[labels] > 0
+    # two series: the CPU packages and the DRAM, both estimated
+    assert set(energy) == {("node-a", "", "estimate", k) for k in ("package", "dram")}
+    assert all(joules > 0 for joules in energy.values())
     for name in (
         "greenops_host_power_watts",
         "greenops_host_holder_energy_joules_total",

@@ -1,4 +1,4 @@
-"""Host energy, pure: RAPL counter increases, an opt-in CPU estimate, the split by CPU time.
+"""Host energy, pure: RAPL counter increases, opt-in CPU and DRAM estimates, the CPU split.
 
 Counter increases survive wrap-around; each interval's energy is split among processes by
 their CPU time in it.
@@ -15,12 +15,17 @@ The model, and its limits (also in the README):
   included in proportion, is `other`. The shares and `other` add up to the zone's energy.
   A process's own CPU time counts (all its threads); live child processes it spawned are
   not its (they are `other` until they are watched themselves).
-- The estimate (off unless switched on) is CodeCarbon's: a configured TDP x the machine's
-  CPU utilisation. It is used only where no package counter can be read.
+- The estimates (off unless switched on) are CodeCarbon 3.3.2's models in its default
+  `machine` mode: CPU power = TDP x (0.1 + 0.9 x load^3), load the machine's CPU busy share
+  over the interval (external/hardware.py, `CPU._get_power_from_cpu_load`), used only where
+  no package counter can be read; DRAM power a constant from the machine's memory size, 5 W
+  a DIMM of a DIMM count guessed from it (1.5 W on ARM), less for each DIMM past 4, 8 and
+  16 (external/ram.py, `RAM._calculate_ram_power`), used only where no dram counter can be.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -29,6 +34,8 @@ from ..sources.readings import CpuSample, ProcessCpu, Zone, ZoneSample
 
 SPLIT_ZONES = ("package", "dram")
 ESTIMATE_ID = "estimate"  # the zone id of the package estimate
+ESTIMATE_DRAM_ID = "estimate-dram"  # the zone id of the DRAM estimate
+ESTIMATE_KINDS = {ESTIMATE_ID: "package", ESTIMATE_DRAM_ID: "dram"}
 
 K = TypeVar("K", bound=Hashable)
 
@@ -70,11 +77,37 @@ def split_by_cpu_time(
 def estimate_joules(
     tdp_watts: float, busy_seconds: float, total_seconds: float, seconds: float
 ) -> float:
-    """CodeCarbon's CPU model: TDP x utilisation over the interval."""
+    """CodeCarbon 3.3.2's CPU model (machine mode): the power is not linear in the load, a
+    tenth of the TDP when idle and the rest growing with the load's cube."""
     if total_seconds <= 0 or seconds <= 0:
         return 0.0
-    utilisation = min(max(busy_seconds / total_seconds, 0.0), 1.0)
-    return tdp_watts * utilisation * seconds
+    load = min(max(busy_seconds / total_seconds, 0.0), 1.0)
+    return tdp_watts * (0.1 + 0.9 * load**3) * seconds
+
+
+def dimm_count(total_gb: float) -> int:
+    """CodeCarbon 3.3.2's guess of how many DIMMs hold this much memory (GiB)."""
+    if total_gb <= 2:
+        return 1
+    if total_gb <= 16:
+        return 2
+    if total_gb <= 64:
+        return 4
+    if total_gb <= 128:
+        return 8
+    for size in (128, 64, 32, 16, 8, 4):
+        if size <= total_gb / 8:
+            return min(math.ceil(total_gb / size), 32)
+    return 8
+
+
+def ram_watts(total_gb: float, arm: bool = False) -> float:
+    """CodeCarbon 3.3.2's RAM power: per DIMM, with less for each DIMM past 4, 8 and 16."""
+    per_dimm, floor = (1.5, 3.0) if arm else (5.0, 10.0)
+    n = dimm_count(total_gb)
+    weights = [1.0] * min(n, 4) + [0.9] * min(max(n - 4, 0), 4)
+    weights += [0.8] * min(max(n - 8, 0), 8) + [0.7] * max(n - 16, 0)
+    return max(floor, per_dimm * sum(weights))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +142,30 @@ class HostCycle:
 class HostMeter:
     """Per-zone energy totals from successive samples, and each interval's split."""
 
-    def __init__(self, zones: Sequence[Zone], estimate_tdp_watts: float | None = None) -> None:
+    def __init__(
+        self,
+        zones: Sequence[Zone],
+        estimate_tdp_watts: float | None = None,
+        estimate_ram_watts: float | None = None,
+    ) -> None:
         self.zones = {z.id: z for z in zones}
         self.estimate_tdp_watts = estimate_tdp_watts
+        self.estimate_ram_watts = estimate_ram_watts
         self.totals: dict[str, float] = dict.fromkeys(self.zones, 0.0)
         if estimate_tdp_watts is not None:
             self.totals[ESTIMATE_ID] = 0.0
+        if estimate_ram_watts is not None:
+            self.totals[ESTIMATE_DRAM_ID] = 0.0
         self._last_uj: dict[str, int] = {}
         self._last: HostSample | None = None
 
     def kind(self, zone_id: str) -> str:
-        return "package" if zone_id == ESTIMATE_ID else self.zones[zone_id].zone
+        return ESTIMATE_KINDS.get(zone_id) or self.zones[zone_id].zone
+
+    @property
+    def estimated(self) -> set[str]:
+        """The kinds (package, dram) that an estimate stands in for."""
+        return {kind for zone_id, kind in ESTIMATE_KINDS.items() if zone_id in self.totals}
 
     def update(self, sample: HostSample, watched: Collection[int] = ()) -> HostCycle:
         previous, self._last = self._last, sample
@@ -148,6 +194,8 @@ class HostMeter:
             if self.estimate_tdp_watts is not None:
                 total = max(cpu_now.total_seconds - cpu_then.total_seconds, 0.0)
                 joules[ESTIMATE_ID] = estimate_joules(self.estimate_tdp_watts, busy, total, seconds)
+        if self.estimate_ram_watts is not None and previous is not None:
+            joules[ESTIMATE_DRAM_ID] = self.estimate_ram_watts * max(seconds, 0.0)
         for zone_id, j in joules.items():
             self.totals[zone_id] = self.totals.get(zone_id, 0.0) + j
         watts = {z: j / seconds for z, j in joules.items()} if seconds > 0 else {}

@@ -11,13 +11,23 @@ other zones carry on.
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import psutil
+
 from ..analysis.attribution import ExpiringTotals, PodKey
 from ..analysis.carbon import energy_cost, operational_grams
-from ..analysis.host import ESTIMATE_ID, SPLIT_ZONES, HostCycle, HostMeter, HostSample
+from ..analysis.host import (
+    ESTIMATE_KINDS,
+    SPLIT_ZONES,
+    HostCycle,
+    HostMeter,
+    HostSample,
+    ram_watts,
+)
 from ..backends.base import ProcessReading
 from ..sources import rapl
 from ..sources.cputime import sample_cpu
@@ -71,10 +81,18 @@ class HostCollection:
         found = rapl.discover(s.powercap_root)
         self.discovery = found
         has_package = any(z.zone == "package" for z in found.zones)
+        has_dram = any(z.zone == "dram" for z in found.zones)
         tdp = s.cpu_tdp_watts if s.estimate and not has_package else None
-        self.meter = HostMeter(found.zones, tdp)
+        dram = None
+        if s.estimate and not has_dram:  # CodeCarbon's model of the machine's memory
+            arm = any(a in platform.machine().lower() for a in ("arm", "aarch"))
+            dram = ram_watts(psutil.virtual_memory().total / 2**30, arm)
+        self.meter = HostMeter(found.zones, tdp, dram)
         self._up = {z.id: True for z in found.zones}
-        then = " CPU energy is estimated from the configured TDP" if tdp is not None else ""
+        notes = ["CPU energy is estimated from the configured TDP"] if tdp is not None else []
+        if dram is not None:
+            notes.append(f"DRAM energy is estimated at {dram:g} W (CodeCarbon's memory model)")
+        then = "".join(f" {note}." for note in notes).rstrip(".")
         if found.problem:
             log.warning("host energy unavailable: %s.%s", found.problem, then)
         by_reason: dict[str, list[str]] = {}
@@ -97,9 +115,7 @@ class HostCollection:
 
     @property
     def needed(self) -> bool:
-        return self.meter is not None and (
-            bool(self.meter.zones) or self.meter.estimate_tdp_watts is not None
-        )
+        return self.meter is not None and (bool(self.meter.zones) or bool(self.meter.estimated))
 
     def sample(self, pids: Sequence[int]) -> HostSample:
         assert self.meter is not None
@@ -115,7 +131,7 @@ class HostCollection:
         return sum(
             sum(by_pid.get(pid, 0.0) for pid in pids)
             for zone, by_pid in self.cycle.shares.items()
-            if not (zone == "package" and self.meter and ESTIMATE_ID in self.meter.totals)
+            if not (self.meter and zone in self.meter.estimated)
         )
 
     def missed(self, reason: str) -> None:
@@ -140,14 +156,14 @@ class HostCollection:
                 self._up[zone_id] = True
         self._watts = dict(cycle.watts)
         now = self._monotonic()
-        estimated = ESTIMATE_ID in self.meter.totals
+        estimated = self.meter.estimated
         per_joule = operational_grams(1.0, s.pue, grams_per_kwh)
         price = energy_cost(1.0, s.pue, s.energy_price_per_kwh)
         self.cycle_grams_per_joule = per_joule
         for kind in SPLIT_ZONES:
             if kind not in cycle.shares:
                 continue
-            source = "estimate" if estimated and kind == "package" else "counter"
+            source = "estimate" if kind in estimated else "counter"
             total = cycle.shares_total(kind) + cycle.other[kind]
             self._add(self._grams, (kind, source), total * per_joule)
             self._add(self._cost, (kind, source), total * price)
@@ -200,18 +216,13 @@ class HostCollection:
             )
             for z in meter.zones.values()
         ]
-        if ESTIMATE_ID in meter.totals:
-            zones.append(
-                HostZoneSnapshot(
-                    "package",
-                    "",
-                    "estimate",
-                    meter.totals[ESTIMATE_ID],
-                    self._watts.get(ESTIMATE_ID),
-                    True,
-                    0,
-                )
+        zones += [
+            HostZoneSnapshot(
+                kind, "", "estimate", meter.totals[zone_id], self._watts.get(zone_id), True, 0
             )
+            for zone_id, kind in ESTIMATE_KINDS.items()
+            if zone_id in meter.totals
+        ]
         return HostSnapshot(
             zones=tuple(zones),
             unsupported=tuple(unsupported),

@@ -18,7 +18,7 @@ class HostSettings:
     settings its energy is priced with (the GPUs' PUE, energy price and currency)."""
 
     powercap_root: Path = Path("/sys/class/powercap")
-    estimate: bool = False  # CodeCarbon's TDP x utilisation where RAPL cannot be read
+    estimate: bool = False  # CodeCarbon 3.3.2's CPU and DRAM models where RAPL cannot be read
     cpu_tdp_watts: float | None = None
     identity_expire_seconds: float = 300.0
     pue: float = 1.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .spec import node_counter, node_gauge
 
-_SOURCE = "source=counter (RAPL) or estimate (configured TDP x CPU utilisation, opt-in)"
+_SOURCE = "source=counter (RAPL) or estimate (CodeCarbon 3.3.2 CPU and DRAM models, opt-in)"
 
 HOST_ENERGY = node_counter(
     "greenops_host_energy_joules_total",
