@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench protos rules dashboards tools demo clean
+.PHONY: run test lint typecheck unit bench protos rules dashboards tools grafana-schema demo clean
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -52,7 +52,19 @@ tools:
 	      --no-install-recommends $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (apt-get install them)"; exit 1; fi; fi
 
-test: $(VENV)/.test-deps tools
+# Grafana's own dashboard types and the TypeScript compiler, from the npm registry, pinned,
+# into a local git-ignored folder: tests/unit/test_dashboard_schema.py runs `tsc --strict`
+# against @grafana/schema on every generated dashboard (Node.js 20 and npm needed).
+GRAFANA_SCHEMA_DIR = .grafana-schema
+GRAFANA_SCHEMA_PKGS = @grafana/schema@13.2.3 typescript@5.9.3
+$(GRAFANA_SCHEMA_DIR)/.installed: Makefile
+	@command -v npm >/dev/null || { echo "npm missing: install Node.js 20 and npm"; exit 1; }
+	npm install --silent --no-audit --no-fund --save-exact --prefix $(GRAFANA_SCHEMA_DIR) \
+	  $(GRAFANA_SCHEMA_PKGS)
+	@touch $@
+grafana-schema: $(GRAFANA_SCHEMA_DIR)/.installed
+
+test: $(VENV)/.test-deps tools grafana-schema
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
@@ -78,4 +90,4 @@ bench: $(VENV)/.run-deps
 	$(PY) bench/bench_exporter.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info exporter/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(GRAFANA_SCHEMA_DIR) build *.egg-info exporter/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """Carbon and cost: the grid, operational against embodied carbon, budgets, and money."""
 
 from common import GPU_SELECTOR as S
+from common import HOST_POD_SELECTOR as HP
 from common import POD_SELECTOR as P
 from common import dashboard, timeseries
 
@@ -48,11 +49,15 @@ dashboard = dashboard(
         ),
         timeseries(
             "Budget burn rate",
-            "Carbon rate over the budget's rate (1 = on budget; the alerts fire at 14.4 and 6).",
+            "Carbon rate over the budget's rate (1 = on budget; the alerts fire at 14.4 and 6): "
+            "the selected namespaces' pods, GPU and host carbon, on the selected nodes.",
             "short",
             (
-                "namespace:greenops_pod_carbon_grams:rate1h"
-                " / on (namespace) namespace:greenops_carbon_budget_grams:per_second",
+                f"(sum by (namespace) (rate(greenops_pod_carbon_grams_total{{{P}}}[1h]))"
+                f" + (sum by (namespace) (rate(greenops_host_pod_carbon_grams_total{{{HP}}}[1h]))"
+                f" or sum by (namespace) (rate(greenops_pod_carbon_grams_total{{{P}}}[1h])) * 0))"
+                " / on (namespace)"
+                ' namespace:greenops_carbon_budget_grams:per_second{namespace=~"$namespace"}',
                 "{{namespace}}",
             ),
         ),

@@ -2,6 +2,7 @@
 what to do about it."""
 
 from common import GPU_SELECTOR as S
+from common import POD_SELECTOR as P
 from common import dashboard, timeseries
 
 dashboard = dashboard(
@@ -49,7 +50,7 @@ dashboard = dashboard(
             "Stranded memory by holder",
             "Who holds the stranded memory.",
             "bytes",
-            (f"greenops_process_stranded_memory_bytes{{{S}}}", "{{pod}} {{command}} ({{pid}})"),
+            (f"greenops_process_stranded_memory_bytes{{{P}}}", "{{pod}} {{command}} ({{pid}})"),
         ),
         timeseries(
             "Under-utilisation",

@@ -2,6 +2,7 @@
 carbon and money, and how much of it is waste (idle or overhead-bound)."""
 
 from common import GPU_SELECTOR as S
+from common import POD_SELECTOR as P
 from common import dashboard, stat, timeseries
 
 dashboard = dashboard(
@@ -36,9 +37,9 @@ dashboard = dashboard(
         ),
         timeseries(
             "Fleet power",
-            "Total board power of the fleet (recording rule).",
+            "Total board power of the selected GPUs.",
             "watt",
-            ("job:greenops_gpu_power_watts:sum", "fleet"),
+            (f"sum(greenops_gpu_power_watts{{{S}}})", "fleet"),
         ),
         timeseries(
             "Node power: GPU, CPU, DRAM",
@@ -53,24 +54,30 @@ dashboard = dashboard(
         ),
         timeseries(
             "Energy by bottleneck class",
-            "Where the joules go: compute, memory, io, overhead or idle (fleet, recording rule).",
+            "Where the joules go: compute, memory, io, overhead or idle (selected GPUs).",
             "watt",
-            ("class:greenops_gpu_bottleneck_energy_joules:rate5m", "{{class}}"),
+            (
+                f"sum by (class) (rate(greenops_gpu_bottleneck_energy_joules_total{{{S}}}[5m]))",
+                "{{class}}",
+            ),
             stack=True,
         ),
         timeseries(
             "GPUs per class now",
             "How many GPUs are in each bottleneck class.",
             "short",
-            ("class:greenops_gpu_bottleneck:count", "{{class}}"),
+            (f"sum by (class) (greenops_gpu_bottleneck{{{S}}})", "{{class}}"),
             stack=True,
         ),
         timeseries(
             "Idle power by holder",
             "Power burnt idle, with a process holding the GPU or "
-            "with none (fleet, recording rule).",
+            "with none (selected GPUs).",
             "watt",
-            ("holder:greenops_gpu_idle_energy_joules:rate5m", "{{holder}}"),
+            (
+                f"sum by (holder) (rate(greenops_gpu_idle_energy_joules_total{{{S}}}[5m]))",
+                "{{holder}}",
+            ),
             stack=True,
         ),
         timeseries(
@@ -89,7 +96,7 @@ dashboard = dashboard(
             "watt",
             (
                 "topk(5, sum by (namespace, pod) (rate(greenops_pod_energy_joules_total"
-                '{hostname=~"$hostname"}[1h])))',
+                f"{{{P}}}[1h])))",
                 "{{namespace}}/{{pod}}",
             ),
         ),
@@ -101,9 +108,9 @@ dashboard = dashboard(
         ),
         timeseries(
             "Carbon by scope",
-            "Operational and embodied CO2e per second (fleet).",
-            "massg",
-            ("scope:greenops_gpu_carbon_grams:rate5m", "{{scope}}"),
+            "Operational and embodied CO2e per second (selected GPUs).",
+            "si:g/s",
+            (f"sum by (scope) (rate(greenops_gpu_carbon_grams_total{{{S}}}[5m]))", "{{scope}}"),
             stack=True,
         ),
     ],

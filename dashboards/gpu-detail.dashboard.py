@@ -1,6 +1,7 @@
 """One GPU in depth: why `utilization` lies, next to SM, tensor and DRAM activity."""
 
 from common import GPU_SELECTOR as S
+from common import POD_SELECTOR as P
 from common import dashboard, timeseries
 
 dashboard = dashboard(
@@ -73,7 +74,7 @@ dashboard = dashboard(
             "Each process's share of its GPU's power.",
             "watt",
             (
-                f"rate(greenops_process_energy_joules_total{{{S}}}[5m])",
+                f"rate(greenops_process_energy_joules_total{{{P}}}[5m])",
                 "{{gpu}} {{pid}} {{command}}",
             ),
         ),

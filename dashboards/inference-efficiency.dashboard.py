@@ -59,4 +59,5 @@ dashboard = dashboard(
             ),
         ),
     ],
+    filters=(),  # the inference series carry no node, GPU or namespace label
 )
