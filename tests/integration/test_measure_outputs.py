@@ -40,6 +40,12 @@ def test_every_output_says_the_sim_fleets_gpus_are_simulated(tmp_path: Path) -> 
         (row,) = csv.DictReader(f)
     models = row["gpu_model"]  # the demo fleet: two H100s, an A100 and an L4
     assert models.count("(simulated)") == 3 and models.startswith("2 x NVIDIA H100")
+    # CodeCarbon's utilisation columns, the run's means (the JSON's `usage`)
+    usage = data["usage"]
+    for key in ("cpu_utilization_percent", "gpu_utilization_percent", "ram_utilization_percent"):
+        assert 0 <= float(row[key]) <= 100 and float(row[key]) == usage[key], key
+    assert 0 < float(row["ram_used_gb"]) <= float(row["ram_total_size"])
+    assert float(row["gpu_utilization_percent"]) > 0  # the demo fleet is busy
     md = files["md"].read_text()
     assert "| GPU x 4 (simulated) |" in md and "**The GPUs are simulated**" in md
 
