@@ -28,7 +28,9 @@ def test_every_output_says_the_sim_fleets_gpus_are_simulated(tmp_path: Path) -> 
         str(files["csv"]),
         "--markdown",
         str(files["md"]),
-        *JOB,
+        # long enough for the kernel's CPU times (10 ms ticks) to move: a run shorter than
+        # a tick has no CPU share, an empty cell
+        *("--", "sh", "-c", "echo out; sleep 0.3; exit 3"),
     )
     assert result.returncode == 3, result.stderr
     assert "on 4 simulated GPU(s) (backend sim: not this machine's GPUs)" in result.stderr
