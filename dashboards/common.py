@@ -160,7 +160,6 @@ def for_grafana(board: dict[str, Any]) -> dict[str, Any]:
     board = _no_nulls(board)
     for key in _LEGACY_BOARD:
         board.pop(key, None)
-    board["schemaVersion"] = SCHEMA_VERSION
     board.get("timepicker", {}).pop("time_options", None)  # gone from TimePickerConfig
     for variable in board["templating"]["list"]:
         for key in _LEGACY_VARIABLE:
