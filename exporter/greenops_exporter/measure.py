@@ -8,6 +8,8 @@ Each part says where its number comes from (the GPU's energy source; `counter` o
 be read is never reported as 0 kWh. The JSON is a stable contract: keys are added, never
 renamed; the keys that predate host energy keep their GPU-only meaning. A stop signal
 (a CI job's timeout) still gives the report of what ran, marked interrupted (interrupt.py).
+GPUs of the sim or replay backend are not this machine's: every output names them
+`simulated` or `replayed` (`gpu_kind`), so a demo run never reads as a measurement.
 """
 
 from __future__ import annotations
