@@ -203,6 +203,9 @@ def test_device_timeout_must_be_shorter_than_the_interval(
     err = capsys.readouterr().err
     assert "device_timeout_seconds: 1.5 s must be shorter than" in err
     assert "[from --device-timeout]" in err
+    # equal is no shorter: the deadline would end just as the next cycle is due
+    assert main(["--collect-interval", "1", "--device-timeout", "1", "--print-config"]) == 2
+    assert "device_timeout_seconds: 1 s must be shorter than" in capsys.readouterr().err
     assert main(["--collect-interval", "2", "--device-timeout", "1.5", "--print-config"]) == 0
 
 
