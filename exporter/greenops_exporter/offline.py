@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ def parse_window(text: str) -> tuple[float, float, float | None]:
         numbers = [float(p) for p in parts]
     except ValueError:
         raise UsageError(f"--window {text!r}: START, END and OPS must be numbers") from None
+    if not all(math.isfinite(x) for x in numbers):  # nan compares false to everything
+        raise UsageError(f"--window {text!r}: START, END and OPS must be finite numbers")
     start, end = numbers[0], numbers[1]
     if end <= start:
         raise UsageError(f"--window {text!r}: END must be after START")

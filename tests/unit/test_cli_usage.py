@@ -81,6 +81,16 @@ def test_analyze_reads_greenops_variables_without_a_config_file(
         (["--collect-interval", "2"], "--collect-interval needs --as-exported"),
         (["--energy-anchor-interval", "5"], "--energy-anchor-interval needs --as-exported"),
         (["--as-exported", "--collect-interval", "0"], "--collect-interval: 0 must be more"),
+        # issue 20: nan crashed (IndexError), nan/inf OPS printed J/op nan or 0, --json
+        # emitted bare NaN/Infinity
+        (["--window", "nan:5"], "--window 'nan:5': START, END and OPS must be finite"),
+        (["--window", "10:inf"], "--window '10:inf': START, END and OPS must be finite"),
+        (["--window", "10:20:nan", "--json"], "--window '10:20:nan': START, END and OPS must"),
+        (["--window", "10:20:inf"], "--window '10:20:inf': START, END and OPS must be finite"),
+        (["--intensity", "inf"], "--intensity: inf must be 0 or more gCO2e/kWh"),
+        (["--intensity", "nan"], "--intensity: nan must be 0 or more gCO2e/kWh"),
+        (["--as-exported", "--collect-interval", "inf"], "--collect-interval: inf must be"),
+        (["--as-exported", "--energy-anchor-interval", "nan"], "--energy-anchor-interval: nan"),
     ],
 )
 def test_analyze_refuses_flags_it_would_ignore_or_out_of_range(
@@ -165,3 +175,14 @@ def test_a_recording_that_cannot_be_played_is_a_config_error_at_start(
     result = cli("--backend", "replay", "--replay", str(missing), "--listen-address", ":0")
     assert result.returncode == 2
     assert f"cannot read recording {missing}" in result.stderr
+
+
+@pytest.mark.parametrize("energy", ["nan", "inf", "-1"])
+def test_regions_refuses_energy_that_is_not_a_finite_amount(
+    energy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 20: `--energy-kwh nan` printed a table of nan and exited 0."""
+    assert main(["regions", "--energy-kwh", energy]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"--energy-kwh: {energy} is outside the allowed range (0 or more kWh)" in err

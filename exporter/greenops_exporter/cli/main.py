@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -343,8 +344,10 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
             return carbon_gate(chain, args.max_intensity)
         return greenest(chain, *window)
     if args.command == "regions":
-        if args.energy_kwh < 0:
-            raise UsageError("--energy-kwh must not be negative")
+        if not 0 <= args.energy_kwh < math.inf:  # NaN fails too
+            raise UsageError(
+                f"--energy-kwh: {args.energy_kwh:g} is outside the allowed range (0 or more kWh)"
+            )
         names = None if args.regions is None else [n.strip() for n in args.regions.split(",")]
         pue = config.carbon.pue if args.pue is None else check_pue(args.pue)
         return regions(args.energy_kwh, names, pue)
