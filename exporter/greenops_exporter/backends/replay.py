@@ -46,21 +46,38 @@ class Recording:
         return [r.timestamp for r in self.readings]
 
 
+def _sample(raw: bytes) -> dict[str, Any]:
+    """One line's JSON object; anything else (bad bytes, a list, a number) is a ValueError."""
+    try:
+        sample = json.loads(raw.decode())
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start + 1})") from None
+    if not isinstance(sample, dict):
+        kind = {list: "an array", str: "a string", bool: "true/false", type(None): "null"}
+        raise ValueError(f"{kind.get(type(sample), 'a number')} where a JSON object belongs")
+    return sample
+
+
 def load_recording(path: Path) -> Recording:
     path = Path(path)
     readings: list[Reading] = []
     phases: list[str] = []
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_bytes().split(b"\n")
     except OSError as exc:
         raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         try:
-            sample = json.loads(line)
+            sample = _sample(raw)
             reading = reading_from_sample(sample)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if number == len(lines) and readings:
+                # no newline after it: `record` was stopped mid-write (a crash, a full
+                # disk); every complete line before it still counts
+                log.warning("%s:%d: the last line is cut off (left out): %s", path, number, exc)
+                break
             raise RecordingError(f"{path}:{number}: not a recording sample: {exc}") from exc
         if readings and reading.timestamp < readings[-1].timestamp:
             raise RecordingError(f"{path}:{number}: time goes backwards")
