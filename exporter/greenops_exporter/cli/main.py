@@ -272,11 +272,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("greenest-window", "carbon-gate", "regions", "measure"):
             return _carbon_command(args, config)
         if args.command == "record":
-            from ..record import check_out_dir, record
+            from ..record import check_out, record
             from .wiring import backend_from, settings_from
 
             seconds = _duration_seconds("--duration", args.duration)
-            check_out_dir(args.out)  # before the backend starts
+            check_out(args.out)  # before the backend starts
             backend, reason = backend_from(config)
             return asyncio.run(record(backend, reason, settings_from(config), seconds, args.out))
         from .serve import serve
