@@ -383,7 +383,7 @@ def load_config(
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, origin=origins)) from exc
+        raise ConfigError(format_validation_error(exc, origin=origins, model=Config)) from exc
 
 
 def effective_yaml(config: Config) -> str:

@@ -186,3 +186,26 @@ def test_regions_refuses_energy_that_is_not_a_finite_amount(
     out, err = capsys.readouterr()
     assert out == ""
     assert f"--energy-kwh: {energy} is outside the allowed range (0 or more kWh)" in err
+
+
+def test_analyze_reads_only_the_analysis_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 20: `analyze` failed on a bad GREENOPS_COLLECT__… variable (or collect key)
+    although it reads only the analysis section; its own section is still checked, with
+    "did you mean" for a misspelt key."""
+    monkeypatch.delenv("GREENOPS_CONFIG", raising=False)
+    default = _analyze_json(capsys)
+    monkeypatch.setenv("GREENOPS_COLLECT__INTERVAL_SECONDS", "-5")
+    monkeypatch.setenv("GREENOPS_COLLECT__BOGUS", "1")
+    config = tmp_path / "c.yaml"
+    config.write_text("backend:\n  kind: cuda\nanalysis:\n  bottleneck:\n    busy_activity: 0.99\n")
+    assert _analyze_json(capsys) == default
+    strict = _analyze_json(capsys, "--config", str(config))["windows"][0]["class_share"]
+    assert (strict["overhead"], strict["idle"]) == (0.0, 0.6168)  # as from the variable
+    config.write_text("analysis:\n  bottleneck:\n    busy_activty: 0.99\n")
+    assert main(["analyze", TRACE, "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        "greenops-exporter: config error: analysis.bottleneck.busy_activty: Extra inputs are "
+        f"not permitted; did you mean 'busy_activity'? [from {config} line 3]\n"
+    )

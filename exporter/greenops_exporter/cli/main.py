@@ -242,9 +242,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            analysis = load_config(args.config).analysis  # GREENOPS_* too, as every command
+            from ..offline import analyze, load_analysis_config
+
+            analysis = load_analysis_config(args.config)  # GREENOPS_ANALYSIS__* too
             intensity, pue, exported = analyze_flags(args)
-            from ..offline import analyze
 
             return analyze(
                 args.recording,
