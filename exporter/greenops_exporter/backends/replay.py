@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -254,6 +255,8 @@ class ReplayBackend:
         self._devices: list[_ReplayDevice] = []
         self._start = 0.0
         self._ended: set[int] = set()
+        self._ended_lock = threading.Lock()  # GPUs are read in parallel threads
+        self._renamed: set[Path] = set()  # said once, though `serve` opens twice
 
     def open(self) -> list[DeviceInfo]:
         if not self._files:
@@ -267,9 +270,36 @@ class ReplayBackend:
                 raise BackendUnavailable(
                     f"{device.recording.path}: replay needs samples at two moments at least"
                 )
+        self._distinct_identities()
         self._start = self._clock()
         self._ended = set()
         return [d.info for d in self._devices]
+
+    def _distinct_identities(self) -> None:
+        """Two recordings whose probe.json gives them one GPU (its `static` entry, or the
+        same file twice) would be two series sets with one uuid and bus id; the later ones
+        get their own, and it is said once."""
+        uuids: set[str] = set()
+        buses: set[str] = set()
+        for device in self._devices:
+            info = device.info
+            if info.uuid in uuids or info.pci_bus_id in buses:
+                device.info = replace(
+                    info, uuid=f"{info.uuid}-replay{info.index}", pci_bus_id=f"replay:{info.index}"
+                )
+                if device.recording.path not in self._renamed:
+                    self._renamed.add(device.recording.path)
+                    log.warning(
+                        "replay: %s is of the same GPU (uuid %s, bus %s) as an earlier "
+                        "recording (one probe.json entry for both): replayed as %s, bus %s",
+                        device.recording.path,
+                        info.uuid,
+                        info.pci_bus_id,
+                        device.info.uuid,
+                        device.info.pci_bus_id,
+                    )
+            uuids.add(device.info.uuid)
+            buses.add(device.info.pci_bus_id)
 
     def read(self, index: int, plan: ReadPlan) -> Reading:
         device = self._devices[index]
@@ -293,15 +323,17 @@ class ReplayBackend:
         return reading
 
     def _end(self, index: int, device: _ReplayDevice) -> None:
-        if index in self._ended:
-            return
-        self._ended.add(index)
+        with self._ended_lock:  # two GPUs ending in the same cycle: "every" said once
+            if index in self._ended:
+                return
+            self._ended.add(index)
+            every = len(self._ended) == len(self._devices)
         log.info(
             "replay: recording %s (GPU %d) reached its end; its GPU is stale from now on",
             device.recording.path,
             index,
         )
-        if len(self._ended) == len(self._devices):
+        if every:
             log.info("replay: every recording has reached its end")
 
     def recording_times(self, index: int) -> list[float]:
