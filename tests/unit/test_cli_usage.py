@@ -209,3 +209,19 @@ def test_analyze_reads_only_the_analysis_section(
         "greenops-exporter: config error: analysis.bottleneck.busy_activty: Extra inputs are "
         f"not permitted; did you mean 'busy_activity'? [from {config} line 3]\n"
     )
+
+
+def test_every_command_s_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """issue 20: five commands' --help went from the usage straight to the flags. Each
+    opens with a description paragraph, a sentence of its own (not a flag's help)."""
+    from greenops_exporter.cli.main import COMMANDS
+
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        paragraphs = capsys.readouterr().out.split("\n\n")
+        assert paragraphs[0].startswith(f"usage: greenops-exporter {command} ")
+        about = " ".join(paragraphs[1].split())
+        assert about[0].isupper() and about.endswith("."), (command, about)
+        assert not about.startswith(("options:", "positional arguments:")), command

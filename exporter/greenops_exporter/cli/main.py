@@ -33,6 +33,7 @@ from .flags import (
     backend_flags,
     collect_flags,
     config_flags,
+    describe,
     server_flags,
 )
 from .usage import analyze_flags, replay_flag, unknown_command
@@ -89,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--out",
         required=True,
-        metavar="FILE",
+        metavar="PATH",
         help="output file; with several GPUs FILE's stem + -gpuN + its suffix "
-        "(trace.jsonl -> trace-gpu0.jsonl, ...), or where {gpu} stands in the name",
+        "(trace.jsonl -> trace-gpu0.jsonl, ...), or where {gpu} stands in the name; "
+        "a directory: gpuN.jsonl inside it",
     )
     meas = sub.add_parser("measure", parents=reads, help="the energy and carbon of one command")
     meas.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
@@ -187,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for command in sub.choices.values():  # to say which command refuses a flag
         command.set_defaults(command_parser=command)
+    describe(sub.choices)
     return parser
 
 
