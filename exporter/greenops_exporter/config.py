@@ -325,6 +325,7 @@ class Config(_Section):
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("log_level", mode="before")
     @classmethod

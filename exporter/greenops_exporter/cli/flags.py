@@ -30,6 +30,7 @@ FLAG_KEYS = {
     "hostname": "labels.hostname_value",
     "powercap_root": "host.powercap_root",
     "log_level": "log_level",
+    "log_format": "log_format",
 }
 
 # config key path -> the flag that sets it, for errors that say where a value came from
@@ -60,6 +61,11 @@ def config_flags() -> argparse.ArgumentParser:
         type=str.lower,  # WARNING too
         choices=["debug", "info", "warning", "error"],
         help="in any case (default info)",
+    )
+    g.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text, or json: one object a line with time, level, logger, msg (default text)",
     )
     return parent
 

@@ -36,6 +36,7 @@ from .flags import (
     describe,
     server_flags,
 )
+from .logs import setup_logging
 from .usage import analyze_flags, replay_flag, unknown_command
 
 log = logging.getLogger("greenops_exporter")
@@ -260,10 +261,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 as_exported=exported,
             )
         config = config_from_args(args)
-        logging.basicConfig(
-            level=config.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        setup_logging(config.log_level, config.log_format)
         if args.print_config:
             from .wiring import effective_config
 
