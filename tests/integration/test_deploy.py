@@ -6,6 +6,7 @@ objects carry exactly the rules and dashboards of alerts/ and dashboards/."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,53 @@ def test_operator_objects_validate_against_the_crds(kind: str, crd: str) -> None
     broken = json.loads(json.dumps(obj))
     broken["spec"]["nonsense"] = 1
     assert unknown_fields(broken, schema) == [".spec.nonsense"]  # the check can fail
+
+
+def with_tls(overlay: str, tmp: Path) -> list[dict]:
+    """The overlay with the tls component, as a user adds it: a kustomization of their own."""
+    here = tmp / overlay
+    here.mkdir()
+    relative = os.path.relpath(OVERLAYS / overlay, here)
+    component = os.path.relpath(ROOT / "deploy" / "kustomize" / "components" / "tls", here)
+    (here / "kustomization.yaml").write_text(
+        f"resources: [{relative}]\ncomponents: [{component}]\n"
+    )
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(here)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_the_tls_component_switches_the_servicemonitor_to_https(tmp_path: Path) -> None:
+    """issue 20: with the component the exporter answered only https, while the
+    ServiceMonitor still scraped http (every scrape failed). It now scrapes https, checks
+    the certificate against the Secret's ca.crt, logs in as a web.yml user; the result
+    validates against the operator's CRD schema, and overlays without a ServiceMonitor
+    still render."""
+    [monitor] = [
+        o for o in with_tls("prometheus-operator", tmp_path) if o["kind"] == "ServiceMonitor"
+    ]
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": "greenops-exporter-web", "key": "ca.crt"}},
+        "serverName": "greenops-exporter.greenops.svc",
+    }
+    assert endpoint["basicAuth"] == {
+        "username": {"name": "greenops-exporter-scrape", "key": "username"},
+        "password": {"name": "greenops-exporter-scrape", "key": "password"},
+    }
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    schema = crd_schema("monitoring.coreos.com_servicemonitors.yaml")
+    assert [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(monitor)] == []
+    assert unknown_fields({k: v for k, v in monitor.items() if k != "metadata"}, schema) == []
+    [plain] = [o for o in render("prometheus-operator") if o["kind"] == "ServiceMonitor"]
+    assert "scheme" not in plain["spec"]["endpoints"][0]  # http without the component
+    for overlay in ("plain-prometheus", "reduced", "gpu-operator"):
+        objects = with_tls(overlay, tmp_path)
+        assert "ServiceMonitor" not in {o["kind"] for o in objects}
+        assert any(o["kind"] == "DaemonSet" for o in objects)
 
 
 def test_operator_objects_carry_exactly_the_rules_and_dashboards() -> None:
