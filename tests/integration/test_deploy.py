@@ -313,3 +313,29 @@ def test_compose_prometheus_config_is_the_one_the_tests_run() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_s_own_image_kustomization_sets_the_image(tmp_path: Path) -> None:
+    """issue 20: the base names an image nobody publishes. The README's kustomization (its
+    `images` entry, what `kustomize edit set image` writes) renders, with the real kubectl,
+    a DaemonSet running the user's image, and the base says how to build and set one."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("cat > kustomization.yaml <<'YAML'\n")[1].split("YAML\n")[0]
+    assert "images:" in block and "newName: REGISTRY/greenops-exporter" in block
+    here = tmp_path / "mine"
+    here.mkdir()
+    overlay = os.path.relpath(OVERLAYS / "prometheus-operator", here)
+    text = block.replace("deploy/kustomize/overlays/prometheus-operator", overlay)
+    (here / "kustomization.yaml").write_text(text.replace("REGISTRY", "registry.example.com/ml"))
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(here)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    [daemonset] = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "DaemonSet"]
+    [container] = daemonset["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/ml/greenops-exporter:0.1.0"
+    [shipped] = [o for o in render("prometheus-operator") if o["kind"] == "DaemonSet"]
+    image = shipped["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "ghcr.io/greenops-exporter/greenops-exporter:0.1.0"  # what `name:` matches
+    base = (ROOT / "deploy" / "kustomize" / "base" / "kustomization.yaml").read_text()
+    assert "docker build -f deploy/Dockerfile" in base and "kustomize edit set image" in base
