@@ -40,6 +40,8 @@ def check_out(out: str, paths: Sequence[Path] = ()) -> None:
     if not out.strip():
         raise UsageError("--out '': expected a file (trace.jsonl) or a directory")
     target = Path(out.replace("{gpu}", "0"))
+    if out.endswith("/") and not target.is_dir():  # meant as a directory, not a file name
+        raise UsageError(f"--out {out}: directory {target} does not exist")
     directory = target if target.is_dir() and "{gpu}" not in out else target.parent
     if not directory.is_dir():
         said = "is not a directory" if directory.exists() else "does not exist"

@@ -53,6 +53,7 @@ def test_an_existing_directory_gets_the_files_inside_it(tmp_path: Path) -> None:
         ("/dev/full", "--out /dev/full: /dev/full is not a regular file"),
         ("{tmp}/f/x.jsonl", "--out {tmp}/f/x.jsonl: directory {tmp}/f is not a directory"),
         ("{tmp}/x.jsonl", "--out {tmp}/x.jsonl: {tmp}/probe.json is not a regular file"),
+        ("{tmp}/new/", "--out {tmp}/new/: directory {tmp}/new does not exist"),
     ],
 )
 def test_an_unwritable_out_is_refused_before_the_backend_starts(
