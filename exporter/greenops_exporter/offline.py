@@ -103,11 +103,15 @@ def gpu_identity(recording: Recording) -> dict[str, Any]:
     else:
         mig = "MIG right-sizing on" if model.mig_profiles else "no MIG on this model"
         summary = f"{model.name} ({model.key}, from {probe}; {mig})"
+    simulated = recording.identity.get("simulated") is True  # `record` on the sim says so
+    if simulated:
+        summary += "; simulated readings, not a real GPU's"
     return {
         "name": name,
         "model": None if model is None else model.key,
         "identity_from": probe,
         "mig_rightsizing": bool(model is not None and model.mig_profiles),
+        "simulated": simulated,
         "summary": summary,
         "notice": notice,
     }

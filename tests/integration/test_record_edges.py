@@ -143,6 +143,12 @@ def test_the_simulated_fleet_is_called_simulated_in_the_output_and_probe_json(
     entries = json.loads((tmp_path / "probe.json").read_text())["recordings"]
     assert len(entries) == 4
     assert all(e["simulated"] is True for e in entries.values())
+    # and analyze, reading that probe.json, says so too
+    sim_gpu = json.loads(cli("analyze", str(tmp_path / "t-gpu0.jsonl"), "--json").stdout)["gpu"]
+    assert sim_gpu["simulated"] is True
+    assert sim_gpu["summary"].endswith("; simulated readings, not a real GPU's")
+    text = cli("analyze", str(tmp_path / "t-gpu0.jsonl")).stdout
+    assert "simulated readings, not a real GPU's" in text
     # a replayed recording is real readings: nothing said, nothing marked
     real = record(
         *REPLAY_ARGS,
@@ -158,6 +164,9 @@ def test_the_simulated_fleet_is_called_simulated_in_the_output_and_probe_json(
     assert "(marked simulated)" not in real.stdout
     entries = json.loads((tmp_path / "probe.json").read_text())["recordings"]
     assert "simulated" not in entries["real_0.jsonl"]
+    real_gpu = json.loads(cli("analyze", str(tmp_path / "real_0.jsonl"), "--json").stdout)["gpu"]
+    assert real_gpu["simulated"] is False
+    assert "simulated readings" not in real_gpu["summary"]
 
 
 def test_progress_on_a_terminal_and_silence_elsewhere(tmp_path: Path) -> None:
