@@ -167,7 +167,7 @@ def node_energy_rules() -> list[dict[str, Any]]:
     return rules
 
 
-def alerts(config: dict[str, Any]) -> list[dict[str, Any]]:
+def alerts(config: dict[str, Any], period_days: float = 30) -> list[dict[str, Any]]:
     a = config["alerts"]
     runbook = config["runbook_base"]
     selector = config["selector"]
@@ -186,7 +186,9 @@ def alerts(config: dict[str, Any]) -> list[dict[str, Any]]:
             },
         }
 
-    def burn(name: str) -> dict[str, Any]:
+    def burn(name: str, how: str) -> dict[str, Any]:
+        """The fast and the slow burn say which they are, and what the rate means: a
+        critical page at 2 a.m. and a ticket for the morning must not read alike."""
         s = a[name]
         long_, short, factor = s["long"], s["short"], s["factor"]
         return alert(
@@ -195,7 +197,9 @@ def alerts(config: dict[str, Any]) -> list[dict[str, Any]]:
             f" / on (namespace) namespace:greenops_carbon_budget_grams:per_second > {factor})"
             f" and (namespace:greenops_pod_carbon_grams:rate{short}"
             f" / on (namespace) namespace:greenops_carbon_budget_grams:per_second > {factor})",
-            "A namespace is spending its carbon budget too fast.",
+            f"A namespace is burning its carbon budget {how}: at over {factor:g}x its rate "
+            f"for {long_}, the {period_days:g}-day budget would last under "
+            f"{period_days / factor:.0f} days.",
             f"Namespace {{{{ $labels.namespace }}}} emits {{{{ $value | humanize }}}} times its "
             f"carbon budget rate over {long_} and {short} (threshold {factor}x).",
         )
@@ -252,8 +256,8 @@ def alerts(config: dict[str, Any]) -> list[dict[str, Any]]:
             "Model {{ $labels.model }} of {{ $labels.source }} needs {{ $value | humanize }} "
             "times the joules per request it needed 24 hours ago.",
         ),
-        burn("GreenopsCarbonBudgetBurnFast"),
-        burn("GreenopsCarbonBudgetBurnSlow"),
+        burn("GreenopsCarbonBudgetBurnFast", "fast"),
+        burn("GreenopsCarbonBudgetBurnSlow", "steadily"),
         alert(
             "GreenopsGPUThrottled",
             f"max by ({GPU}, reason)"
@@ -318,7 +322,7 @@ def render(config: dict[str, Any], budgets: dict[str, Any], profile: str = "real
     document = {
         "groups": [
             {"name": "greenops.rules", "rules": recording_rules(budgets)},
-            {"name": "greenops.alerts", "rules": alerts(config)},
+            {"name": "greenops.alerts", "rules": alerts(config, budgets["budget_period_days"])},
         ]
     }
     if profile == "test":

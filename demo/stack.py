@@ -22,6 +22,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from aiohttp import web
@@ -355,17 +356,38 @@ class Stack:
             await self._runner.cleanup()
 
 
+STAGED = (
+    "these alerts are staged: the simulated fleet is scripted so that every alert's condition "
+    "occurs, and the rules are the test profile's, whose `for:` durations are seconds; on a "
+    "real fleet an alert fires only when its condition lasts as long as alerts/config.yaml "
+    "says (minutes to hours)"
+)
+
+
+def banner(ports: dict[str, int]) -> list[str]:
+    """What `make demo` prints first: where to look, and that what fires is staged."""
+    return [
+        f"exporter      http://127.0.0.1:{ports['exporter']}/  (/metrics)",
+        f"Prometheus    http://127.0.0.1:{ports['prometheus']}/alerts",
+        f"Alertmanager  http://127.0.0.1:{ports['alertmanager']}/",
+        STAGED,
+        "alerts arrive below within a minute or two; Ctrl-C stops everything",
+    ]
+
+
+def firing_line(name: str, alert: dict[str, Any]) -> str:
+    severity = alert["labels"].get("severity")
+    return f"  FIRING {name} ({severity}, staged): {alert['annotations']['summary']}"
+
+
 async def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="greenops-demo-") as tmp:
         stack = Stack(Path(tmp))
         await stack.start()
-        p = stack.ports
-        print(f"exporter      http://127.0.0.1:{p['exporter']}/  (/metrics)")
-        print(f"Prometheus    http://127.0.0.1:{p['prometheus']}/alerts")
-        print(f"Alertmanager  http://127.0.0.1:{p['alertmanager']}/")
-        print("alerts arrive below within a minute or two; Ctrl-C stops everything")
+        for line in banner(stack.ports):
+            print(line)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -373,9 +395,7 @@ async def main() -> None:
         seen: set[str] = set()
         while not stop.is_set():
             for name in sorted(set(stack.peers.alerts) - seen):
-                alert = stack.peers.alerts[name]
-                severity = alert["labels"].get("severity")
-                print(f"  FIRING {name} ({severity}): {alert['annotations']['summary']}")
+                print(firing_line(name, stack.peers.alerts[name]))
                 seen.add(name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1)

@@ -101,6 +101,8 @@ def _why_no_window(chain: CarbonChain, source: CarbonReading | None, now: dateti
             f"the forecast of {source.now.source} is too short: it covers {_span(covered)} "
             f"from now (until {ends.isoformat(timespec='minutes')})"
         )
+    if any(s.last_error or s.value is None for s in chain.sources):
+        return f"{_outage(chain)}, so no forecast"
     if chain.sources:
         names = ", ".join(s.name for s in chain.sources)
         return f"the configured source(s) ({names}) gave no forecast for this zone"
@@ -130,7 +132,16 @@ def carbon_gate(chain: CarbonChain, max_intensity: float) -> int:
         f"({reading.source}); limit {max_intensity:.0f}: "
         + ("green enough, go" if verdict else "too dirty, defer")
     )
+    if chain.sources and chain.override is None and reading is chain.static:
+        print(f"  {_outage(chain)}: the static table's figure for {reading.zone} decided")
     return 0 if verdict else GATE_EXIT
+
+
+def _outage(chain: CarbonChain) -> str:
+    """What the live sources said instead of a fresh value: in the command's own output,
+    where a deferred or released job's log shows it, not only in a log line."""
+    said = "; ".join(f"{s.name}: {s.last_error or 'no fresh value'}" for s in chain.sources)
+    return f"no live source has a fresh value ({said})"
 
 
 def regions(energy_kwh: float, names: Sequence[str] | None, pue: float) -> int:

@@ -325,6 +325,7 @@ class Config(_Section):
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -383,7 +384,7 @@ def load_config(
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, origin=origins)) from exc
+        raise ConfigError(format_validation_error(exc, origin=origins, model=Config)) from exc
 
 
 def effective_yaml(config: Config) -> str:

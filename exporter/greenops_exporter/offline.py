@@ -5,10 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
+import os
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .analysis.bottleneck import BottleneckClass
 from .analysis.carbon import embodied_grams, operational_grams
@@ -18,8 +22,30 @@ from .as_exported import ExportedWindow, exported_series, exported_window
 from .backends.probe_file import PROBE_FILE
 from .backends.replay import Recording, load_recording
 from .config import AnalysisConfig, EmbodiedConfig
-from .errors import UsageError
+from .config_sources import file_and_environment
+from .errors import ConfigError, UsageError
 from .gpu_models import model_by_name
+from .validation import format_validation_error
+
+
+class _AnalysisOnly(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+
+def load_analysis_config(
+    path: Path | None, environ: Mapping[str, str] | None = None
+) -> AnalysisConfig:
+    """The analysis section alone, from the same file and GREENOPS_ANALYSIS__* variables
+    (`analyze` reads nothing else): a bad `collect` key or variable, there for `serve`, is
+    no reason for an offline command to fail."""
+    data, origins = file_and_environment(path, os.environ if environ is None else environ)
+    try:
+        section = _AnalysisOnly.model_validate({"analysis": data.get("analysis") or {}})
+    except ValidationError as exc:
+        message = format_validation_error(exc, origin=origins, model=_AnalysisOnly)
+        raise ConfigError(message) from exc
+    return section.analysis
 
 
 def parse_window(text: str) -> tuple[float, float, float | None]:
@@ -30,6 +56,8 @@ def parse_window(text: str) -> tuple[float, float, float | None]:
         numbers = [float(p) for p in parts]
     except ValueError:
         raise UsageError(f"--window {text!r}: START, END and OPS must be numbers") from None
+    if not all(math.isfinite(x) for x in numbers):  # nan compares false to everything
+        raise UsageError(f"--window {text!r}: START, END and OPS must be finite numbers")
     start, end = numbers[0], numbers[1]
     if end <= start:
         raise UsageError(f"--window {text!r}: END must be after START")
@@ -75,11 +103,15 @@ def gpu_identity(recording: Recording) -> dict[str, Any]:
     else:
         mig = "MIG right-sizing on" if model.mig_profiles else "no MIG on this model"
         summary = f"{model.name} ({model.key}, from {probe}; {mig})"
+    simulated = recording.identity.get("simulated") is True  # `record` on the sim says so
+    if simulated:
+        summary += "; simulated readings, not a real GPU's"
     return {
         "name": name,
         "model": None if model is None else model.key,
         "identity_from": probe,
         "mig_rightsizing": bool(model is not None and model.mig_profiles),
+        "simulated": simulated,
         "summary": summary,
         "notice": notice,
     }

@@ -274,6 +274,7 @@ def test_the_gpu_model_is_said_and_its_absence_too(tmp_path: Path) -> None:
         "model": "h100-sxm",
         "identity_from": str(FIXTURES / "probe.json"),
         "mig_rightsizing": True,
+        "simulated": False,  # recorded on a real H100
         "summary": f"NVIDIA H100 80GB HBM3 (h100-sxm, from {FIXTURES / 'probe.json'}; "
         "MIG right-sizing on)",
     }

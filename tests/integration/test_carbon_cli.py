@@ -429,3 +429,40 @@ def test_a_forecast_too_short_says_how_long_it_is(tmp_path: Path, uk_url: str) -
     lo, hi = end - after, end - before
     assert lo - timedelta(minutes=1) <= covered <= hi, (shown, lo, hi)
     assert "configure a live source" not in result.stdout
+
+
+def _dead_url() -> str:
+    """A port on 127.0.0.1 with nothing listening: the live API is down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_source_outage_keeps_its_zone_and_says_why(tmp_path: Path, uk_url: str) -> None:
+    """issue 20: with the README's uk.yaml (no carbon.zone) the gate said "GB 200 g, go"
+    while the API answered and "world 475 g (static), defer" when it was down. Down, the
+    table's figure for the source's own zone decides (GB, Ember 2024: 217 g), and the
+    command says why in its output."""
+    up, down = tmp_path / "up.yaml", tmp_path / "down.yaml"
+    up.write_text(f"carbon:\n  sources:\n    - {{kind: uk, url: '{uk_url}'}}\n")
+    down.write_text(f"carbon:\n  sources:\n    - {{kind: uk, url: '{_dead_url()}'}}\n")
+    live = cli("carbon-gate", "--max-intensity", "300", "--config", str(up))
+    assert live.returncode == 0
+    assert live.stdout == "grid intensity in GB: 200 gCO2e/kWh (uk); limit 300: green enough, go\n"
+    gate = cli("carbon-gate", "--max-intensity", "300", "--config", str(down))
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    first, second = gate.stdout.splitlines()
+    assert first == "grid intensity in GB: 217 gCO2e/kWh (static); limit 300: green enough, go"
+    assert second.startswith("  no live source has a fresh value (uk: /intensity: ")
+    assert second.endswith("): the static table's figure for GB decided")
+    window = cli("greenest-window", "--duration", "2h", "--config", str(down))
+    assert window.returncode == 1
+    assert "for zone GB (intensity now: 217 g/kWh from static)" in window.stdout
+    assert "no live source has a fresh value (uk: /intensity: " in window.stdout
+    assert "gave no forecast for this zone" not in window.stdout
+    # carbon.zone set explicitly still wins: the world's figure, as configured
+    world = tmp_path / "world.yaml"
+    world.write_text(down.read_text().replace("carbon:\n", "carbon:\n  zone: world\n"))
+    explicit = cli("carbon-gate", "--max-intensity", "300", "--config", str(world))
+    assert explicit.returncode == 3
+    assert explicit.stdout.startswith("grid intensity in world: 475 gCO2e/kWh (static)")

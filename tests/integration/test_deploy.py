@@ -6,6 +6,7 @@ objects carry exactly the rules and dashboards of alerts/ and dashboards/."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -170,6 +171,53 @@ def test_operator_objects_validate_against_the_crds(kind: str, crd: str) -> None
     assert unknown_fields(broken, schema) == [".spec.nonsense"]  # the check can fail
 
 
+def with_tls(overlay: str, tmp: Path) -> list[dict]:
+    """The overlay with the tls component, as a user adds it: a kustomization of their own."""
+    here = tmp / overlay
+    here.mkdir()
+    relative = os.path.relpath(OVERLAYS / overlay, here)
+    component = os.path.relpath(ROOT / "deploy" / "kustomize" / "components" / "tls", here)
+    (here / "kustomization.yaml").write_text(
+        f"resources: [{relative}]\ncomponents: [{component}]\n"
+    )
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(here)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_the_tls_component_switches_the_servicemonitor_to_https(tmp_path: Path) -> None:
+    """issue 20: with the component the exporter answered only https, while the
+    ServiceMonitor still scraped http (every scrape failed). It now scrapes https, checks
+    the certificate against the Secret's ca.crt, logs in as a web.yml user; the result
+    validates against the operator's CRD schema, and overlays without a ServiceMonitor
+    still render."""
+    [monitor] = [
+        o for o in with_tls("prometheus-operator", tmp_path) if o["kind"] == "ServiceMonitor"
+    ]
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": "greenops-exporter-web", "key": "ca.crt"}},
+        "serverName": "greenops-exporter.greenops.svc",
+    }
+    assert endpoint["basicAuth"] == {
+        "username": {"name": "greenops-exporter-scrape", "key": "username"},
+        "password": {"name": "greenops-exporter-scrape", "key": "password"},
+    }
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    schema = crd_schema("monitoring.coreos.com_servicemonitors.yaml")
+    assert [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(monitor)] == []
+    assert unknown_fields({k: v for k, v in monitor.items() if k != "metadata"}, schema) == []
+    [plain] = [o for o in render("prometheus-operator") if o["kind"] == "ServiceMonitor"]
+    assert "scheme" not in plain["spec"]["endpoints"][0]  # http without the component
+    for overlay in ("plain-prometheus", "reduced", "gpu-operator"):
+        objects = with_tls(overlay, tmp_path)
+        assert "ServiceMonitor" not in {o["kind"] for o in objects}
+        assert any(o["kind"] == "DaemonSet" for o in objects)
+
+
 def test_operator_objects_carry_exactly_the_rules_and_dashboards() -> None:
     objects = render("prometheus-operator")
     [rule] = [o for o in objects if o["kind"] == "PrometheusRule"]
@@ -265,3 +313,29 @@ def test_compose_prometheus_config_is_the_one_the_tests_run() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_s_own_image_kustomization_sets_the_image(tmp_path: Path) -> None:
+    """issue 20: the base names an image nobody publishes. The README's kustomization (its
+    `images` entry, what `kustomize edit set image` writes) renders, with the real kubectl,
+    a DaemonSet running the user's image, and the base says how to build and set one."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("cat > kustomization.yaml <<'YAML'\n")[1].split("YAML\n")[0]
+    assert "images:" in block and "newName: REGISTRY/greenops-exporter" in block
+    here = tmp_path / "mine"
+    here.mkdir()
+    overlay = os.path.relpath(OVERLAYS / "prometheus-operator", here)
+    text = block.replace("deploy/kustomize/overlays/prometheus-operator", overlay)
+    (here / "kustomization.yaml").write_text(text.replace("REGISTRY", "registry.example.com/ml"))
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(here)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    [daemonset] = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "DaemonSet"]
+    [container] = daemonset["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/ml/greenops-exporter:0.1.0"
+    [shipped] = [o for o in render("prometheus-operator") if o["kind"] == "DaemonSet"]
+    image = shipped["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "ghcr.io/greenops-exporter/greenops-exporter:0.1.0"  # what `name:` matches
+    base = (ROOT / "deploy" / "kustomize" / "base" / "kustomization.yaml").read_text()
+    assert "docker build -f deploy/Dockerfile" in base and "kustomize edit set image" in base

@@ -87,6 +87,18 @@ def test_alerts_follow_the_mixin_conventions() -> None:
         assert f"\n## {name}\n" in runbooks
 
 
+def test_each_alert_has_a_summary_of_its_own() -> None:
+    """issue 20: the slow and the fast carbon-budget burn had one summary, so a page and a
+    ticket read alike; each summary now tells its alert apart."""
+    summaries = {r["alert"]: r["annotations"]["summary"] for r in rules() if "alert" in r}
+    assert len(set(summaries.values())) == len(summaries), summaries
+    fast = summaries["GreenopsCarbonBudgetBurnFast"]
+    slow = summaries["GreenopsCarbonBudgetBurnSlow"]
+    # 30 days / 14.4 = 2.1 days; 30 / 6 = 5 days (alerts/config.yaml, budgets.yaml)
+    assert "fast: at over 14.4x its rate for 1h" in fast and "under 2 days" in fast
+    assert "steadily: at over 6x its rate for 6h" in slow and "under 5 days" in slow
+
+
 def test_rules_use_only_metrics_the_exporter_exports() -> None:
     exported = {m.name for m in ALL_METRICS} | {"up"}
     recorded = {r["record"] for r in rules() if "record" in r}

@@ -142,6 +142,9 @@ def test_tls_and_basic_auth(tmp_path: Path) -> None:
         assert get(url, context, "mallory", PASSWORD) == 401
         assert get(url, context, "alice", PASSWORD) == 200
         assert get(url, context, "alice", PASSWORD) == 200  # the remembered check
+        # what is remembered is the user *and* password: a wrong one is still refused
+        assert get(url, context, "alice", "wrong") == 401
+        assert get(url, context, "alice", PASSWORD + "x") == 401
         # plain HTTP to the TLS port fails
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             urllib.request.urlopen(f"http://127.0.0.1:{exporter.port}/metrics", timeout=5)

@@ -70,8 +70,11 @@ def test_a_zone_chooses_the_sources_serving_it() -> None:
             }
         },
     )
-    every = carbon_from(config)  # no zone: the configured chain, the table's `world` last
-    assert [s.name for s in every.sources] == ["uk", "electricitymaps"] and every.zone == "world"
+    # no carbon.zone: the configured chain, then the table's figure for the first source's
+    # own zone (GB), not the world's (issue 20: an outage switched the zone)
+    every = carbon_from(config)
+    assert [s.name for s in every.sources] == ["uk", "electricitymaps"] and every.zone == "GB"
+    assert every.current().now == Intensity(217.4, "static", "GB")
     aws = carbon_from(config, "AWS:us-east-1")  # no source serves it: the table alone
     assert aws.sources == []
     assert aws.current().now == Intensity(379.069, "static", "aws:us-east-1")

@@ -81,6 +81,16 @@ def test_analyze_reads_greenops_variables_without_a_config_file(
         (["--collect-interval", "2"], "--collect-interval needs --as-exported"),
         (["--energy-anchor-interval", "5"], "--energy-anchor-interval needs --as-exported"),
         (["--as-exported", "--collect-interval", "0"], "--collect-interval: 0 must be more"),
+        # issue 20: nan crashed (IndexError), nan/inf OPS printed J/op nan or 0, --json
+        # emitted bare NaN/Infinity
+        (["--window", "nan:5"], "--window 'nan:5': START, END and OPS must be finite"),
+        (["--window", "10:inf"], "--window '10:inf': START, END and OPS must be finite"),
+        (["--window", "10:20:nan", "--json"], "--window '10:20:nan': START, END and OPS must"),
+        (["--window", "10:20:inf"], "--window '10:20:inf': START, END and OPS must be finite"),
+        (["--intensity", "inf"], "--intensity: inf must be 0 or more gCO2e/kWh"),
+        (["--intensity", "nan"], "--intensity: nan must be 0 or more gCO2e/kWh"),
+        (["--as-exported", "--collect-interval", "inf"], "--collect-interval: inf must be"),
+        (["--as-exported", "--energy-anchor-interval", "nan"], "--energy-anchor-interval: nan"),
     ],
 )
 def test_analyze_refuses_flags_it_would_ignore_or_out_of_range(
@@ -165,3 +175,53 @@ def test_a_recording_that_cannot_be_played_is_a_config_error_at_start(
     result = cli("--backend", "replay", "--replay", str(missing), "--listen-address", ":0")
     assert result.returncode == 2
     assert f"cannot read recording {missing}" in result.stderr
+
+
+@pytest.mark.parametrize("energy", ["nan", "inf", "-1"])
+def test_regions_refuses_energy_that_is_not_a_finite_amount(
+    energy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 20: `--energy-kwh nan` printed a table of nan and exited 0."""
+    assert main(["regions", "--energy-kwh", energy]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"--energy-kwh: {energy} is outside the allowed range (0 or more kWh)" in err
+
+
+def test_analyze_reads_only_the_analysis_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 20: `analyze` failed on a bad GREENOPS_COLLECT__… variable (or collect key)
+    although it reads only the analysis section; its own section is still checked, with
+    "did you mean" for a misspelt key."""
+    monkeypatch.delenv("GREENOPS_CONFIG", raising=False)
+    default = _analyze_json(capsys)
+    monkeypatch.setenv("GREENOPS_COLLECT__INTERVAL_SECONDS", "-5")
+    monkeypatch.setenv("GREENOPS_COLLECT__BOGUS", "1")
+    config = tmp_path / "c.yaml"
+    config.write_text("backend:\n  kind: cuda\nanalysis:\n  bottleneck:\n    busy_activity: 0.99\n")
+    assert _analyze_json(capsys) == default
+    strict = _analyze_json(capsys, "--config", str(config))["windows"][0]["class_share"]
+    assert (strict["overhead"], strict["idle"]) == (0.0, 0.6168)  # as from the variable
+    config.write_text("analysis:\n  bottleneck:\n    busy_activty: 0.99\n")
+    assert main(["analyze", TRACE, "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        "greenops-exporter: config error: analysis.bottleneck.busy_activty: Extra inputs are "
+        f"not permitted; did you mean 'busy_activity'? [from {config} line 3]\n"
+    )
+
+
+def test_every_command_s_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """issue 20: five commands' --help went from the usage straight to the flags. Each
+    opens with a description paragraph, a sentence of its own (not a flag's help)."""
+    from greenops_exporter.cli.main import COMMANDS
+
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        paragraphs = capsys.readouterr().out.split("\n\n")
+        assert paragraphs[0].startswith(f"usage: greenops-exporter {command} ")
+        about = " ".join(paragraphs[1].split())
+        assert about[0].isupper() and about.endswith("."), (command, about)
+        assert not about.startswith(("options:", "positional arguments:")), command

@@ -203,6 +203,9 @@ def test_device_timeout_must_be_shorter_than_the_interval(
     err = capsys.readouterr().err
     assert "device_timeout_seconds: 1.5 s must be shorter than" in err
     assert "[from --device-timeout]" in err
+    # equal is no shorter: the deadline would end just as the next cycle is due
+    assert main(["--collect-interval", "1", "--device-timeout", "1", "--print-config"]) == 2
+    assert "device_timeout_seconds: 1 s must be shorter than" in capsys.readouterr().err
     assert main(["--collect-interval", "2", "--device-timeout", "1.5", "--print-config"]) == 0
 
 
@@ -260,3 +263,46 @@ def test_a_value_is_shown_once(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "expected HOST:PORT or :PORT, got 'nonsense'" in err
     assert err.count("nonsense") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        (
+            "collect:\n  intervall_seconds: 2\n",
+            {},
+            "collect.intervall_seconds: Extra inputs are not permitted; did you mean "
+            "'interval_seconds'? [from {path} line 2]",
+        ),
+        (
+            "colect:\n  interval_seconds: 2\n",
+            {},
+            "colect: Extra inputs are not permitted; did you mean 'collect'? [from {path} line 1]",
+        ),
+        (
+            "",
+            {"GREENOPS_COLLECT__ENERGY_ANCHOR_SECOND": "5"},
+            "collect.energy_anchor_second: Extra inputs are not permitted; did you mean "
+            "'energy_anchor_seconds'? [from $GREENOPS_COLLECT__ENERGY_ANCHOR_SECOND]",
+        ),
+        (  # through a list: carbon.sources is a list of sources
+            "carbon:\n  sources:\n    - {kind: electricity_maps, zone: DE, tokn: x}\n",
+            {},
+            "carbon.sources.0.tokn: Extra inputs are not permitted; did you mean 'token'?",
+        ),
+        (  # through a mapping: carbon.embodied is model name -> figures
+            "carbon:\n  embodied:\n    h100-sxm: {kg: 1, lifetim_years: 5}\n",
+            {},
+            "did you mean 'lifetime_years'?",
+        ),
+        ("collect:\n  frobnicate: 2\n", {}, "collect.frobnicate: Extra inputs are not permitted ["),
+    ],
+)
+def test_a_misspelt_key_gets_did_you_mean(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    """issue 20: a misspelt command got "did you mean", a misspelt config key did not."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ=env)
+    assert message.replace("{path}", str(path)) in str(err.value)

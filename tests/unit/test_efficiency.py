@@ -11,6 +11,7 @@ import pytest
 from fakenvml import FIXTURES
 from greenops_exporter.analysis.attribution import (
     ExpiringTotals,
+    IdleBaseline,
     split,
     split_among_processes,
 )
@@ -342,3 +343,20 @@ def test_record_format_round_trips() -> None:
         assert back.memory_used_bytes == r.memory_used_bytes
         assert back.gpm.sm_active == pytest.approx(r.gpm.sm_active, abs=1e-5)
         assert [p.pid for p in back.processes] == [p.pid for p in r.processes]
+
+
+def test_the_idle_baseline_is_the_lowest_power_seen_capped_by_the_models_idle() -> None:
+    """Across the recorded H100's phases (idle near 78 W up to a 667 W matmul) the baseline
+    is the lowest power seen so far, never a later higher one; a model cap below it wins."""
+    readings = load_recording(FIXTURES / "trace_a2.jsonl").readings
+    powers = [p for p in (r.best_power_watts() for r in readings) if p is not None]
+    assert min(powers) < 100.0 < 600.0 < max(powers)  # the trace spans idle and full load
+    baseline = IdleBaseline()
+    for reading in readings:
+        joules = baseline.idle_joules(reading, 2.0)
+    assert baseline.watts == min(powers)
+    assert joules == pytest.approx(2.0 * min(powers))
+    capped = IdleBaseline(cap_watts=60.0)
+    for reading in readings:
+        joules = capped.idle_joules(reading, 1.0)
+    assert capped.watts == 60.0 and joules == pytest.approx(60.0)

@@ -159,3 +159,73 @@ def test_the_readme_accuracy_table_is_what_the_code_gives(
     if cells[4]:
         shown = [_percent(x) for x in cells[4].split()]
         assert shown == [pytest.approx(round(e * 100, 2), abs=1e-9) for e in errors.values()]
+
+
+def _meter_totals(readings: list[Reading]) -> dict[float, float]:
+    meter = EnergyMeter()
+    totals = {}
+    for reading in readings:
+        meter.update(reading)
+        totals[reading.timestamp] = meter.total_joules
+    return totals
+
+
+def test_a_used_up_positive_correction_adds_nothing_until_the_next_anchor() -> None:
+    """Issue 20's example: samples at 100 W, anchors at 0 s and 10 s (the counter says
+    1500 J went by, the samples 1000 J), the next anchor late. The 500 J correction is
+    spread over 10-20 s and then stops: 3500 J at 30 s (2500 J at 20 s + 10 s of 100 W),
+    not 4000 J (the correction's rate kept being added once nothing was pending)."""
+    totals = _meter_totals(
+        [_reading(float(t), 100.0, {0: 1000.0, 10: 2500.0}.get(t)) for t in range(31)]
+    )
+    assert totals[20.0] == pytest.approx(2500.0, abs=1e-6)
+    assert totals[30.0] == pytest.approx(3500.0, abs=1e-6)
+
+
+def _cycle(t: float, dt: float, watts: float, counter: float | None) -> Reading:
+    """A reading whose 50 Hz samples cover the `dt` seconds since the one before."""
+    n = round(dt * 50)
+    samples = tuple((t - dt + k / 50, watts) for k in range(1, n + 1))
+    return Reading(timestamp=t, energy_counter_joules=counter, power_samples=samples)
+
+
+def test_a_correction_step_is_capped_at_what_is_still_pending() -> None:
+    """After the same 500 J correction (50 J/s), cycles of 3 s: 150 J, 150 J, 150 J, then
+    only the 50 J still pending, not another 150 J. 3300 J at 28 s: the counter's 1500 J
+    by 10 s and 18 s of 100 W."""
+    readings = [_cycle(float(t), 1.0, 100.0, {0: 1000.0, 10: 2500.0}.get(t)) for t in range(11)]
+    readings += [_cycle(float(t), 3.0, 100.0, None) for t in range(13, 29, 3)]
+    totals = _meter_totals(readings)
+    steps = [totals[float(t)] - totals[float(t - 3)] for t in range(13, 29, 3)]
+    assert steps == pytest.approx([450.0, 450.0, 450.0, 350.0, 300.0, 300.0], abs=1e-6)
+    assert totals[28.0] == pytest.approx(3300.0, abs=1e-6)
+
+
+def test_the_same_counter_reading_twice_is_no_reset() -> None:
+    """A cached dcgm-exporter page hands the meter the same reading again (the counter
+    unchanged): that is no energy, not a driver reset."""
+    meter = EnergyMeter()
+    first = _reading(0.0, 100.0, 1000.0)
+    second = _reading(1.0, 100.0, 1100.0)
+    for reading in (first, second, second, second):
+        meter.update(reading)
+    assert meter.resets == 0
+    assert meter.total_joules == pytest.approx(100.0, abs=1e-9)
+    again = _reading(2.0, 100.0, 1100.0)  # a new cycle, the page's counter not moved yet
+    meter.update(again)
+    assert meter.resets == 0
+
+
+def test_a_negative_correction_never_lowers_the_total_when_power_drops() -> None:
+    """Samples say 100 W while the counter says 50 W over 0-10 s: a -500 J correction, 50
+    J/s. Power then drops to 10 W: each cycle can give up only its own 10 J, so the total
+    holds (never falls) until the correction is used up at 60 s, then climbs at 10 W."""
+    readings = [_reading(float(t), 100.0, {0: 0.0, 10: 500.0}.get(t)) for t in range(11)]
+    readings += [_reading(float(t), 10.0, None) for t in range(11, 81)]
+    totals = _meter_totals(readings)
+    series = list(totals.values())
+    assert all(b >= a for a, b in itertools.pairwise(series))
+    # the counter's 500 J by 10 s, 50 s of 10 W, and the samples' 100 -> 10 W edge between
+    # 10.00 and 10.02 s (a 0.02 s trapezoid: 0.9 J more than 10 W would give)
+    assert totals[60.0] == pytest.approx(1000.9, abs=1e-6)
+    assert totals[80.0] == pytest.approx(1200.9, abs=1e-6)

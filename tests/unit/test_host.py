@@ -17,11 +17,13 @@ from greenops_exporter.analysis.host import (
     HostMeter,
     HostSample,
     counter_increase_joules,
+    cpu_increase,
     estimate_joules,
     split_by_cpu_time,
 )
 from greenops_exporter.sources import rapl
 from greenops_exporter.sources.cputime import CpuSample, sample_cpu
+from greenops_exporter.sources.readings import ProcessCpu
 from powercap import AMD_2S, INTEL_2S, PACKAGE_RANGE_UJ, FakePowercap
 
 
@@ -202,3 +204,12 @@ def test_two_real_processes_share_by_their_measured_cpu_time(tmp_path: Path) -> 
     assert cycle.process_joules(pids[0]) == pytest.approx(
         cycle.shares["package"][pids[0]] + cycle.shares["dram"][pids[0]]
     )
+
+
+def test_a_reused_pid_is_a_new_process_with_no_cpu_time_carried_over() -> None:
+    """The kernel hands a dead process's pid to a new one: its start time differs, so its
+    CPU seconds are not an increase over the old process's (which would credit it with
+    the old one's whole lifetime, or a negative clamped to 0)."""
+    before = {10: ProcessCpu(create_time=1000.0, seconds=5.0), 11: ProcessCpu(900.0, 50.0)}
+    after = {10: ProcessCpu(create_time=1000.0, seconds=7.5), 11: ProcessCpu(1200.0, 80.0)}
+    assert cpu_increase(before, after) == {10: 2.5}

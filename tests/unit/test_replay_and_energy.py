@@ -26,6 +26,7 @@ from greenops_exporter.backends.replay import RecordingError, ReplayBackend, loa
 from greenops_exporter.collect import Collector, CollectSettings, Snapshot
 from greenops_exporter.metrics import COLLECTOR_NAMES
 from greenops_exporter.metrics.encode import Exposition
+from helpers import cli
 
 TRACE = FIXTURES / "trace_a.jsonl"
 PHASES = json.loads((FIXTURES / "phases_a.json").read_text())["phases"]
@@ -175,6 +176,58 @@ def test_bad_recordings_name_file_and_line(tmp_path: Path) -> None:
     backwards.write_text('{"t": 5}\n{"t": 1}\n')
     with pytest.raises(RecordingError, match="time goes backwards"):
         load_recording(backwards)
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (b"[1, 2]", "an array where a JSON object belongs"),
+        (b"42", "a number where a JSON object belongs"),
+        (b'"t"', "a string where a JSON object belongs"),
+        (b'{"t": 1, "phase": "\xff\xfe"}', "not UTF-8 text (byte 20)"),
+    ],
+)
+def test_a_line_that_is_no_json_object_names_file_and_line(
+    tmp_path: Path, line: bytes, said: str
+) -> None:
+    """issue 20: a JSON line that is not an object, or bytes that are not UTF-8, crashed
+    `analyze` and `check --replay` (AttributeError, UnicodeDecodeError); a usage error
+    (exit 2) naming the file and line instead, wherever the line is, even last."""
+    for lines in ([b'{"t": 0}', line, b'{"t": 2}'], [b'{"t": 0}', line]):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_bytes(b"\n".join(lines) + b"\n")
+        with pytest.raises(RecordingError) as caught:
+            load_recording(bad)
+        assert str(caught.value) == f"{bad}:2: not a recording sample: {said}"
+    for command in (["analyze", str(bad)], ["check", "--replay", str(bad)]):
+        result = cli(*command)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert f"{bad}:2: not a recording sample: {said}" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_recording_cut_off_mid_line_keeps_every_complete_line(tmp_path: Path) -> None:
+    """`record` killed mid-write leaves a last line with no newline and half a JSON object:
+    the complete lines are read and the cut one is named in a warning, not the whole
+    recording rejected."""
+    lines = TRACE.read_bytes().split(b"\n")[:40]
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"\n".join(lines[:39]) + b"\n" + lines[39][: len(lines[39]) // 2])
+    whole = tmp_path / "whole.jsonl"
+    whole.write_bytes(b"\n".join(lines[:39]) + b"\n")
+    assert load_recording(cut).readings == load_recording(whole).readings
+    assert len(load_recording(cut).readings) == 39
+    result = cli("analyze", str(cut), "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"{cut}:40: the last line is cut off (left out)" in result.stderr
+    assert json.loads(result.stdout)["windows"][0]["energy_joules"] == pytest.approx(
+        json.loads(cli("analyze", str(whole), "--json").stdout)["windows"][0]["energy_joules"]
+    )
+    # a bad line that ends with its newline was written whole: still refused
+    bad_last = tmp_path / "bad_last.jsonl"
+    bad_last.write_bytes(b"\n".join(lines[:39]) + b"\n" + lines[39][:20] + b"\n")
+    with pytest.raises(RecordingError, match=r"bad_last\.jsonl:40: not a recording sample"):
+        load_recording(bad_last)
 
 
 # --- offline windows ----------------------------------------------------------------------

@@ -115,13 +115,17 @@ class EnergyMeter:
                 if reading.power_watts is not None
                 else EnergySource.NONE
             )
-        # the correction learnt at the last anchor, a share per second, never overshooting
+        # the correction learnt at the last anchor, a share per second; a step never
+        # crosses zero, and once the correction is used up nothing more is added (until
+        # the next anchor, however late it comes)
         if self._at_once:
             chunk = self._pending
         elif self._pending > 0:
-            chunk = min(self._rate * dt, self._pending)
+            chunk = min(max(self._rate * dt, 0.0), self._pending)
+        elif self._pending < 0:
+            chunk = max(min(self._rate * dt, 0.0), self._pending)
         else:
-            chunk = max(self._rate * dt, self._pending)
+            chunk = 0.0
         added = step + chunk
         if added < 0.0:  # a negative correction larger than this cycle's energy waits
             chunk, added = -step, 0.0

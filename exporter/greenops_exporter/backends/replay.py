@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -46,21 +47,38 @@ class Recording:
         return [r.timestamp for r in self.readings]
 
 
+def _sample(raw: bytes) -> dict[str, Any]:
+    """One line's JSON object; anything else (bad bytes, a list, a number) is a ValueError."""
+    try:
+        sample = json.loads(raw.decode())
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start + 1})") from None
+    if not isinstance(sample, dict):
+        kind = {list: "an array", str: "a string", bool: "true/false", type(None): "null"}
+        raise ValueError(f"{kind.get(type(sample), 'a number')} where a JSON object belongs")
+    return sample
+
+
 def load_recording(path: Path) -> Recording:
     path = Path(path)
     readings: list[Reading] = []
     phases: list[str] = []
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_bytes().split(b"\n")
     except OSError as exc:
         raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         try:
-            sample = json.loads(line)
+            sample = _sample(raw)
             reading = reading_from_sample(sample)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if number == len(lines) and readings:
+                # no newline after it: `record` was stopped mid-write (a crash, a full
+                # disk); every complete line before it still counts
+                log.warning("%s:%d: the last line is cut off (left out): %s", path, number, exc)
+                break
             raise RecordingError(f"{path}:{number}: not a recording sample: {exc}") from exc
         if readings and reading.timestamp < readings[-1].timestamp:
             raise RecordingError(f"{path}:{number}: time goes backwards")
@@ -237,6 +255,8 @@ class ReplayBackend:
         self._devices: list[_ReplayDevice] = []
         self._start = 0.0
         self._ended: set[int] = set()
+        self._ended_lock = threading.Lock()  # GPUs are read in parallel threads
+        self._renamed: set[Path] = set()  # said once, though `serve` opens twice
 
     def open(self) -> list[DeviceInfo]:
         if not self._files:
@@ -250,9 +270,36 @@ class ReplayBackend:
                 raise BackendUnavailable(
                     f"{device.recording.path}: replay needs samples at two moments at least"
                 )
+        self._distinct_identities()
         self._start = self._clock()
         self._ended = set()
         return [d.info for d in self._devices]
+
+    def _distinct_identities(self) -> None:
+        """Two recordings whose probe.json gives them one GPU (its `static` entry, or the
+        same file twice) would be two series sets with one uuid and bus id; the later ones
+        get their own, and it is said once."""
+        uuids: set[str] = set()
+        buses: set[str] = set()
+        for device in self._devices:
+            info = device.info
+            if info.uuid in uuids or info.pci_bus_id in buses:
+                device.info = replace(
+                    info, uuid=f"{info.uuid}-replay{info.index}", pci_bus_id=f"replay:{info.index}"
+                )
+                if device.recording.path not in self._renamed:
+                    self._renamed.add(device.recording.path)
+                    log.warning(
+                        "replay: %s is of the same GPU (uuid %s, bus %s) as an earlier "
+                        "recording (one probe.json entry for both): replayed as %s, bus %s",
+                        device.recording.path,
+                        info.uuid,
+                        info.pci_bus_id,
+                        device.info.uuid,
+                        device.info.pci_bus_id,
+                    )
+            uuids.add(device.info.uuid)
+            buses.add(device.info.pci_bus_id)
 
     def read(self, index: int, plan: ReadPlan) -> Reading:
         device = self._devices[index]
@@ -276,15 +323,17 @@ class ReplayBackend:
         return reading
 
     def _end(self, index: int, device: _ReplayDevice) -> None:
-        if index in self._ended:
-            return
-        self._ended.add(index)
+        with self._ended_lock:  # two GPUs ending in the same cycle: "every" said once
+            if index in self._ended:
+                return
+            self._ended.add(index)
+            every = len(self._ended) == len(self._devices)
         log.info(
             "replay: recording %s (GPU %d) reached its end; its GPU is stale from now on",
             device.recording.path,
             index,
         )
-        if len(self._ended) == len(self._devices):
+        if every:
             log.info("replay: every recording has reached its end")
 
     def recording_times(self, index: int) -> list[float]:

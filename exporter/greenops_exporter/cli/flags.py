@@ -4,6 +4,7 @@ collection, server), so that each command takes only the flags that mean somethi
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ FLAG_KEYS = {
     "hostname": "labels.hostname_value",
     "powercap_root": "host.powercap_root",
     "log_level": "log_level",
+    "log_format": "log_format",
 }
 
 # config key path -> the flag that sets it, for errors that say where a value came from
@@ -59,6 +61,11 @@ def config_flags() -> argparse.ArgumentParser:
         type=str.lower,  # WARNING too
         choices=["debug", "info", "warning", "error"],
         help="in any case (default info)",
+    )
+    g.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text, or json: one object a line with time, level, logger, msg (default text)",
     )
     return parent
 
@@ -150,3 +157,28 @@ def server_flags() -> argparse.ArgumentParser:
     )
     g.add_argument("--hostname", help="hostname label value (default $NODE_NAME or hostname)")
     return parent
+
+
+# the description line under each command's usage in its --help
+ABOUT = {
+    "record": "Write live readings, one JSON line a sample and one file a GPU, and a "
+    "probe.json naming their GPUs, for analyze and replay.",
+    "measure": "Run a command and report the energy, carbon and cost of the GPUs (and host) "
+    "it used while it ran.",
+    "greenest-window": "The start, mean intensity and saving of the greenest window of the "
+    "grid's forecast for a job of --duration that must end within --within.",
+    "carbon-gate": "Compare the grid's intensity now with --max-intensity: exit 0 (go) at or "
+    "under it, 3 (defer) over it, 1 when no intensity is known.",
+    "regions": "The carbon of --energy-kwh in each zone of the static table (or --regions), "
+    "greenest first, with each figure's source and year.",
+    "analyze": "Energy, mean power, class mix, waste, joules per operation, right-sizing and "
+    "advice for windows of a recording, through the live exporter's own analysis.",
+}
+
+
+def describe(commands: Mapping[str, argparse.ArgumentParser]) -> None:
+    """Give the commands that have none their description line (serve's and check's are
+    set where they are made)."""
+    for name, text in ABOUT.items():
+        if name in commands and commands[name].description is None:
+            commands[name].description = text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -32,8 +33,10 @@ from .flags import (
     backend_flags,
     collect_flags,
     config_flags,
+    describe,
     server_flags,
 )
+from .logs import setup_logging
 from .usage import analyze_flags, replay_flag, unknown_command
 
 log = logging.getLogger("greenops_exporter")
@@ -88,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--out",
         required=True,
-        metavar="FILE",
+        metavar="PATH",
         help="output file; with several GPUs FILE's stem + -gpuN + its suffix "
-        "(trace.jsonl -> trace-gpu0.jsonl, ...), or where {gpu} stands in the name",
+        "(trace.jsonl -> trace-gpu0.jsonl, ...), or where {gpu} stands in the name; "
+        "a directory: gpuN.jsonl inside it",
     )
     meas = sub.add_parser("measure", parents=reads, help="the energy and carbon of one command")
     meas.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
@@ -186,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for command in sub.choices.values():  # to say which command refuses a flag
         command.set_defaults(command_parser=command)
+    describe(sub.choices)
     return parser
 
 
@@ -241,9 +246,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            analysis = load_config(args.config).analysis  # GREENOPS_* too, as every command
+            from ..offline import analyze, load_analysis_config
+
+            analysis = load_analysis_config(args.config)  # GREENOPS_ANALYSIS__* too
             intensity, pue, exported = analyze_flags(args)
-            from ..offline import analyze
 
             return analyze(
                 args.recording,
@@ -255,10 +261,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 as_exported=exported,
             )
         config = config_from_args(args)
-        logging.basicConfig(
-            level=config.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        setup_logging(config.log_level, config.log_format)
         if args.print_config:
             from .wiring import effective_config
 
@@ -271,11 +274,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("greenest-window", "carbon-gate", "regions", "measure"):
             return _carbon_command(args, config)
         if args.command == "record":
-            from ..record import check_out_dir, record
+            from ..record import check_out, record
             from .wiring import backend_from, settings_from
 
             seconds = _duration_seconds("--duration", args.duration)
-            check_out_dir(args.out)  # before the backend starts
+            check_out(args.out)  # before the backend starts
             backend, reason = backend_from(config)
             return asyncio.run(record(backend, reason, settings_from(config), seconds, args.out))
         from .serve import serve
@@ -343,8 +346,10 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
             return carbon_gate(chain, args.max_intensity)
         return greenest(chain, *window)
     if args.command == "regions":
-        if args.energy_kwh < 0:
-            raise UsageError("--energy-kwh must not be negative")
+        if not 0 <= args.energy_kwh < math.inf:  # NaN fails too
+            raise UsageError(
+                f"--energy-kwh: {args.energy_kwh:g} is outside the allowed range (0 or more kWh)"
+            )
         names = None if args.regions is None else [n.strip() for n in args.regions.split(",")]
         pue = config.carbon.pue if args.pue is None else check_pue(args.pue)
         return regions(args.energy_kwh, names, pue)

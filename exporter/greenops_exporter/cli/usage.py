@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 from collections.abc import Sequence
 
 from ..config import Config, ConfigError
@@ -37,7 +38,7 @@ def analyze_flags(
 
     if args.pue is not None and args.intensity is None:
         raise UsageError("--pue needs --intensity (the PUE scales the carbon of the energy)")
-    if args.intensity is not None and not args.intensity >= 0:
+    if args.intensity is not None and not 0 <= args.intensity < math.inf:
         raise UsageError(f"--intensity: {args.intensity:g} must be 0 or more gCO2e/kWh")
     pue = 1.0 if args.pue is None else check_pue(args.pue)
     for flag, value in (
@@ -50,10 +51,10 @@ def analyze_flags(
         return args.intensity, pue, None
     interval = 1.0 if args.collect_interval is None else args.collect_interval
     anchor = 30.0 if args.energy_anchor_interval is None else args.energy_anchor_interval
-    if not interval > 0:
-        raise UsageError(f"--collect-interval: {interval:g} must be more than 0")
-    if not anchor >= 0:
-        raise UsageError(f"--energy-anchor-interval: {anchor:g} must be 0 or more")
+    if not 0 < interval < math.inf:
+        raise UsageError(f"--collect-interval: {interval:g} must be more than 0 (and finite)")
+    if not 0 <= anchor < math.inf:
+        raise UsageError(f"--energy-anchor-interval: {anchor:g} must be 0 or more (and finite)")
     return args.intensity, pue, (interval, anchor)
 
 

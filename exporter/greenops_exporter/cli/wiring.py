@@ -27,6 +27,7 @@ from ..sources.carbon_intensity import (
     WattTime,
     parse_zone,
 )
+from ..sources.carbon_static import STATIC
 from ..sources.cgroups import CgroupReader
 
 if TYPE_CHECKING:
@@ -126,6 +127,20 @@ def backend_from(config: Config) -> tuple[Backend, str]:
     return backend, reason
 
 
+STATIC_ZONES = {name.lower() for name in STATIC}
+
+
+def _fallback_zone(config: Config, sources: list[CarbonApi]) -> str:
+    """The table's zone while the live sources have no fresh value: `carbon.zone` where it
+    is set, else the first source's own zone when the table has it. Left at its default
+    (world), an outage of a GB source switched the answer from GB's 200 g to the world's
+    475 g, a verdict of another zone."""
+    own = sources[0].zone if sources else ""
+    if "zone" in config.carbon.model_fields_set or own.lower() not in STATIC_ZONES:
+        return config.carbon.zone
+    return parse_zone(own)
+
+
 def kubernetes_from(config: Config) -> tuple[ProcessIdentifier | None, list[PolledSource[Any]]]:
     """The pod-resources source (when wanted) and the process identifier built on it."""
     k = config.kubernetes
@@ -181,7 +196,9 @@ def carbon_from(config: Config, zone: str | None = None) -> CarbonChain:
         else:
             sources.append(CarbonAwareSdk(s.url, s.zone or "", **kw))
     if zone is None:
-        return CarbonChain(sources, c.zone, c.intensity_grams_per_kwh, c.max_age_seconds)
+        return CarbonChain(
+            sources, _fallback_zone(config, sources), c.intensity_grams_per_kwh, c.max_age_seconds
+        )
     zone = parse_zone(zone, [s.zone for s in sources])
     serving = [s for s in sources if s.zone.lower() == zone.lower()]
     return CarbonChain(serving, zone, c.intensity_grams_per_kwh, c.max_age_seconds)
