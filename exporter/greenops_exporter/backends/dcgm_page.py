@@ -221,14 +221,19 @@ def capabilities(page: GpuPage) -> frozenset[Capability]:
     return frozenset(caps)
 
 
+def _gpu_wide(page: GpuPage, name: str) -> float | None:
+    """The whole GPU's own series only: under MIG an instance's framebuffer is not the GPU's."""
+    return page.values.get((name, None)) if page.profiles else page.value(name)
+
+
 def _memory_total(page: GpuPage) -> int | None:
+    used, free = _gpu_wide(page, "DCGM_FI_DEV_FB_USED"), _gpu_wide(page, "DCGM_FI_DEV_FB_FREE")
+    if used is not None and free is not None:
+        return _mib(used + free + (_gpu_wide(page, "DCGM_FI_DEV_FB_RESERVED") or 0.0))
     if page.profiles:  # instances report only their own framebuffer, if anything
         model = model_by_name(page.labels.get("modelName", ""))
         return model.memory_bytes if model else None
-    used, free = page.value("DCGM_FI_DEV_FB_USED"), page.value("DCGM_FI_DEV_FB_FREE")
-    if used is None or free is None:
-        return None
-    return _mib(used + free + (page.value("DCGM_FI_DEV_FB_RESERVED") or 0.0))
+    return None
 
 
 def device_info(page: GpuPage) -> DeviceInfo:
@@ -259,9 +264,11 @@ def _instance_weights(page: GpuPage) -> dict[int, float]:
 
 
 def _whole_gpu(page: GpuPage, name: str, rate: bool) -> float | None:
-    """A per-instance profiling field as the whole GPU's: ratios weighted by each
-    instance's share of the SMs (an idle remainder counts as idle), rates summed."""
-    if not page.profiles:
+    """The whole GPU's own series where the page has one (it describes the GPU; NVIDIA's
+    docs show one beside the instances'), else the instances' as the whole GPU's: ratios
+    weighted by each instance's share of the SMs (an idle remainder counts as idle), rates
+    summed."""
+    if not page.profiles or (name, None) in page.values:
         return page.values.get((name, None))
     weights = _instance_weights(page)
     found = [(gi, page.values[(name, gi)]) for gi in weights if (name, gi) in page.values]
@@ -295,9 +302,10 @@ def _mib(value: float | None) -> int | None:
 
 def _memory_used(page: GpuPage) -> int | None:
     """Like NVML's `used`, which counts the driver's reservation (DCGM reports it apart)."""
-    if not page.profiles:
-        used = page.value("DCGM_FI_DEV_FB_USED")
-        return _mib(None if used is None else used + (page.value("DCGM_FI_DEV_FB_RESERVED") or 0))
+    used = _gpu_wide(page, "DCGM_FI_DEV_FB_USED")
+    if used is not None or not page.profiles:
+        reserved = _gpu_wide(page, "DCGM_FI_DEV_FB_RESERVED") or 0.0
+        return _mib(None if used is None else used + reserved)
     total = 0.0
     for gi in page.profiles:
         used = page.values.get(("DCGM_FI_DEV_FB_USED", gi))
