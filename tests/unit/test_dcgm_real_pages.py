@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from dcgmpages import FIXTURES, MIB
+from dcgmpages import MIB, real_page
+from greenops_exporter.analysis.bottleneck import BottleneckClass, Signals, classify
+from greenops_exporter.analysis.efficiency import Efficiency
 from greenops_exporter.backends.base import Capability, Reading, ReadPlan
 from greenops_exporter.backends.dcgm_page import GpuPage, device_info, parse_page, reading
+from greenops_exporter.gpu_models import model_by_name
 
-REAL = FIXTURES / "real"
 EXACT = 1e-9
-
-
-def real_page(name: str) -> str:
-    """The page as published, without the `# source:` line the fixture adds."""
-    lines = (REAL / name).read_text().splitlines()
-    return "\n".join(line for line in lines if not line.startswith("# source:")) + "\n"
 
 
 def gpus(name: str) -> list[GpuPage]:
@@ -56,3 +52,60 @@ def test_whole_gpu_series_describe_the_gpu_beside_its_instances() -> None:
     info = device_info(gpu)
     assert info.supports(Capability.MEMORY) and info.mig_enabled
     assert info.memory_total_bytes == (4845 + 35690) * MIB
+
+
+H100_PODS = "06-h100x8-aicr-pods-sampled.txt"
+
+
+def test_no_right_sizing_on_unknown_memory_or_without_work() -> None:
+    """8 x H100 at GPU_UTIL 0, a pod on GPU 0 and no DCGM_FI_DEV_FB_USED on the page: the
+    pod's memory is unknown, not 0, and no GPU did any work, so no slice fits anything."""
+    pages = gpus(H100_PODS)
+    assert len(pages) == 8
+    for gpu in pages:
+        e = Efficiency(model=model_by_name(gpu.labels["modelName"]), advice_window_seconds=60)
+        for t in range(30):  # the page sampled every second, the same values each time
+            e.update(reading(gpu, float(t), ReadPlan()), 0.0)
+        r = reading(gpu, 30.0, ReadPlan())
+        assert r.utilization_gpu == 0.0 and r.memory_used_bytes is None
+        assert e.current is BottleneckClass.IDLE
+        assert e.right_size is None, gpu.index
+        assert e.advice is not None and e.advice.code != "use_smaller_slice"
+        assert "MIG" not in e.advice.text
+    # the pod on GPU 0 holds the GPU although its memory is unknown
+    [pod] = reading(pages[0], 0.0, ReadPlan()).processes
+    assert pod.pod == "vllm-agg-0-vllmdecodeworker-s65j5" and pod.used_memory_bytes is None
+    e = Efficiency(model=model_by_name(pages[0].labels["modelName"]), advice_window_seconds=60)
+    for t in range(30):
+        e.update(reading(pages[0], float(t), ReadPlan()), 0.0)
+    assert e.advice is not None and e.advice.code == "release_idle_allocation"
+
+
+def classified(name: str) -> list[tuple[BottleneckClass, Signals | None]]:
+    """Each GPU's class on a page, with the page's own PCIe rates as the traffic."""
+    out = []
+    for r in read_all(name):
+        g = r.gpm
+        rate = (
+            None
+            if g is None
+            else (g.pcie_tx_bytes_per_second or 0.0) + (g.pcie_rx_bytes_per_second or 0.0)
+        )
+        out.append(classify(r, rate))
+    return out
+
+
+def test_every_profiling_ratio_on_the_page_is_used() -> None:
+    """A loaded T4 with the GPU Operator's default fields (no SM_ACTIVE): MEM_COPY_UTIL reads
+    73 % but DRAM is 9.3 % active, so it is not memory-bound; the engine ran 15.6 % of the
+    time (GPU_UTIL's sampled 91 % says only that a kernel ran in each sample): overhead."""
+    [r] = read_all("03-t4-ericsson-loaded.txt")
+    assert r.utilization_memory == pytest.approx(0.73, rel=EXACT)
+    assert r.utilization_gpu == pytest.approx(0.91, rel=EXACT)
+    assert r.gpm is not None and r.gpm.sm_active is None
+    assert r.gpm.dram_active == pytest.approx(0.092781, rel=EXACT)
+    assert r.gpm.graphics_active == pytest.approx(0.156205, rel=EXACT)
+    assert classified("03-t4-ericsson-loaded.txt") == [(BottleneckClass.OVERHEAD, Signals.BASIC)]
+    # NVIDIA's A100 sample: DRAM 69 % active is memory-bound (threshold 0.6), whatever the
+    # instance series say (its 1g.5gb instance alone would have weighed 1/7 of it)
+    assert classified(A100_DOCS) == [(BottleneckClass.MEMORY, Signals.BASIC)]

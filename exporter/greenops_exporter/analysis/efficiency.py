@@ -3,13 +3,23 @@ memory, under-utilisation. One accumulator per GPU, fed once per collection cycl
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
 from ..backends.base import ProcessReading, Reading
 from ..gpu_models import GpuModel
 from .bottleneck import BottleneckClass, Signals, Thresholds, classify
-from .rightsizing import Advice, RightSize, WindowPeak, advise, smallest_profile
+from .rightsizing import (
+    BUSY_CLASSES,
+    NO_ACTIVITY_ADVICE,
+    Advice,
+    RightSize,
+    WindowPeak,
+    advise,
+    smallest_profile,
+    work_memory,
+)
 from .traffic import TrafficMeter
 from .waste import ActivityWindow, WasteSettings, activity, holders, underutilization
 
@@ -36,6 +46,7 @@ class Efficiency:
     advice_window_seconds: float = 3600.0
     right_size: RightSize | None = None
     advice: Advice | None = None
+    no_activity_advice: str = NO_ACTIVITY_ADVICE  # what to do where no activity is reported
     _window: ActivityWindow | None = None
     _previous: Reading | None = None
     _mix: deque[tuple[float, BottleneckClass, float, bool]] = field(default_factory=deque)
@@ -95,16 +106,13 @@ class Efficiency:
         if self._peak_memory is None or self._peak_activity is None:
             self._peak_memory = WindowPeak(self.advice_window_seconds)
             self._peak_activity = WindowPeak(self.advice_window_seconds)
-        memory = sum(p.used_memory_bytes or 0 for p in reading.processes)
-        self._peak_memory.add(now, float(memory))
-        self._peak_activity.add(now, value or 0.0)
-        if reading.mig_devices or (not reading.processes and not self._mix_seconds):
-            self.right_size = None
-        else:
-            self.right_size = smallest_profile(
-                self.model, self._peak_memory.peak() or 0.0, self._peak_activity.peak() or 0.0
-            )
+        memory = work_memory(reading)  # an unknown sample makes the window's peak unknown
+        self._peak_memory.add(now, math.inf if memory is None else float(memory))
+        self._peak_activity.add(now, math.inf if value is None else value)
+        self.right_size = self._right_size(reading)
         share = self.class_share()
+        if cls is BottleneckClass.UNKNOWN and not any(share.values()):
+            share = {BottleneckClass.UNKNOWN: 1.0}  # the first reading: nothing else known
         idle_seconds = self._mix_seconds[BottleneckClass.IDLE]
         self.advice = advise(
             share,
@@ -112,7 +120,20 @@ class Efficiency:
             self._mix_idle_held / idle_seconds if idle_seconds > 0 else 0.0,
             self.underutilization_ratio,
             self.right_size,
+            self.no_activity_advice,
         )
+
+    def _right_size(self, reading: Reading) -> RightSize | None:
+        """Only from observed work and known memory: a GPU that did nothing, or whose work's
+        memory is unknown at some point of the window, fits no slice anyone can name."""
+        assert self._peak_memory is not None and self._peak_activity is not None
+        worked = any(self._mix_seconds[c] > 0 for c in BUSY_CLASSES)
+        memory, value = self._peak_memory.peak(), self._peak_activity.peak()
+        if reading.mig_devices or not worked or memory is None or value is None:
+            return None
+        if math.isinf(memory) or math.isinf(value):
+            return None
+        return smallest_profile(self.model, memory, value)
 
     def class_share(self) -> dict[BottleneckClass, float]:
         """Share of the advice window's time in each class."""

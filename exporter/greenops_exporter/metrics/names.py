@@ -119,7 +119,7 @@ GPM_NVLINK_RATE = gauge(
 BOTTLENECK = gauge(
     "greenops_gpu_bottleneck",
     "1 for the class that holds the GPU back over the last interval (idle, compute, memory, "
-    "io, overhead), 0 for the others.",
+    "io, overhead; unknown where the GPU reports no activity), 0 for the others.",
     "class",
 )
 BOTTLENECK_SIGNALS = gauge(
@@ -130,12 +130,13 @@ BOTTLENECK_SIGNALS = gauge(
 )
 BOTTLENECK_SECONDS = counter(
     "greenops_gpu_bottleneck_seconds_total",
-    "Seconds the GPU spent in each bottleneck class.",
+    "Seconds the GPU spent in each bottleneck class (unknown: no activity reported).",
     "class",
 )
 BOTTLENECK_ENERGY = counter(
     "greenops_gpu_bottleneck_energy_joules_total",
-    "Joules the GPU spent in each bottleneck class.",
+    "Joules the GPU spent in each bottleneck class (unknown: no activity reported); the "
+    "classes sum to the GPU's energy.",
     "class",
 )
 IDLE_ENERGY = counter(
