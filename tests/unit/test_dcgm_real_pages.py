@@ -11,7 +11,10 @@ from dcgmpages import MIB, real_page
 from greenops_exporter.analysis.bottleneck import BottleneckClass, Signals, classify
 from greenops_exporter.analysis.efficiency import Efficiency
 from greenops_exporter.backends.base import Capability, Reading, ReadPlan
+from greenops_exporter.backends.dcgm import DcgmBackend
 from greenops_exporter.backends.dcgm_page import GpuPage, device_info, parse_page, reading
+from greenops_exporter.cli.wiring import backend_from
+from greenops_exporter.config import load_config
 from greenops_exporter.gpu_models import model_by_name
 
 EXACT = 1e-9
@@ -109,3 +112,32 @@ def test_every_profiling_ratio_on_the_page_is_used() -> None:
     # NVIDIA's A100 sample: DRAM 69 % active is memory-bound (threshold 0.6), whatever the
     # instance series say (its 1g.5gb instance alone would have weighed 1/7 of it)
     assert classified(A100_DOCS) == [(BottleneckClass.MEMORY, Signals.BASIC)]
+
+
+def test_kubernetes_mapping_is_decided_for_the_whole_page() -> None:
+    """A 580-driver GPU Operator page labels only GPU 0 (its pod); GPUs 1-7 carry no pod
+    labels at all, yet the mapping is on: they are held by nobody, not "mapping off"."""
+    pages = gpus(H100_PODS)
+    assert "pod" in pages[0].labels and all("pod" not in g.labels for g in pages[1:])
+    for gpu in pages:
+        assert gpu.kubernetes, gpu.index
+        assert device_info(gpu).supports(Capability.PROCESSES), gpu.index
+    assert [len(reading(g, 1.0, ReadPlan()).processes) for g in pages] == [1, 0, 0, 0, 0, 0, 0, 0]
+    # the older exporter's empty labels (gmt#138) and a page without any (the kops L4): on, off
+    [v100] = gpus("11-v100-nomodel-k8s-gmt138.txt")
+    assert v100.kubernetes and not v100.pods
+    [l4] = gpus("01-l4-kops-gpu-operator.txt")
+    assert not l4.kubernetes and not device_info(l4).supports(Capability.PROCESSES)
+
+
+def test_kubernetes_mapping_can_be_set_in_the_config() -> None:
+    page = real_page(H100_PODS)
+    off = list(parse_page(page, kubernetes=False).values())
+    assert not any(g.kubernetes or g.pods for g in off)
+    assert reading(off[0], 1.0, ReadPlan()).processes == ()
+    on = list(parse_page(real_page("01-l4-kops-gpu-operator.txt"), kubernetes=True).values())
+    assert on[0].kubernetes and device_info(on[0]).supports(Capability.PROCESSES)
+    config = load_config(None, environ={"GREENOPS_BACKEND__DCGM__KUBERNETES": "false"})
+    assert config.backend.dcgm.kubernetes is False
+    backend, _ = backend_from(load_config(None, environ={"GREENOPS_BACKEND__KIND": "dcgm"}))
+    assert isinstance(backend, DcgmBackend) and backend.kubernetes is None  # from the page

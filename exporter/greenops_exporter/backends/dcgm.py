@@ -97,8 +97,10 @@ class DcgmBackend:
         url: str = DEFAULT_URL,
         timeout_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        kubernetes: bool | None = None,
     ) -> None:
         self.url = url
+        self.kubernetes = kubernetes  # None: the page says whether its pod mapping is on
         self.timeout_seconds = timeout_seconds
         self._clock = clock
         self._devices: list[_Device] = []
@@ -118,7 +120,7 @@ class DcgmBackend:
         try:
             text = fetch_page(self.url, self.timeout_seconds)
             if text != self._text:
-                self._gpus, self._text = parse_page(text), text
+                self._gpus, self._text = parse_page(text, self.kubernetes), text
         except FetchError as exc:
             return _Fetched(None, exc)
         except PageError as exc:

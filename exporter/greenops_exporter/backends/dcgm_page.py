@@ -155,13 +155,17 @@ def read_lines(text: str) -> str:
     return "\n".join(keep) + "\n"
 
 
-def parse_page(text: str) -> dict[str, GpuPage]:
-    """The page's GPUs by UUID, in `gpu` label order; PageError when it is not a page."""
+def parse_page(text: str, kubernetes: bool | None = None) -> dict[str, GpuPage]:
+    """The page's GPUs by UUID, in `gpu` label order; PageError when it is not a page.
+
+    dcgm-exporter's Kubernetes mapping is one switch for the whole page: on, current
+    exporters label only the GPUs a pod holds (older ones wrote empty labels on the others),
+    so any series with a `pod` label means it is on for every GPU; `kubernetes` overrides."""
     values: dict[str, dict[Key, float | None]] = {}
     labels: dict[str, dict[str, str]] = {}
     profiles: dict[str, dict[int, str]] = {}
     pods: dict[str, set[Pod]] = {}
-    kubernetes: set[str] = set()
+    mapped = False
     try:
         for family in text_string_to_metric_families(read_lines(text)):
             if not family.name.startswith("DCGM_FI_"):
@@ -176,7 +180,7 @@ def parse_page(text: str) -> dict[str, GpuPage]:
                 if gi is not None:
                     profiles.setdefault(uuid, {})[gi] = sample.labels.get("GPU_I_PROFILE", "")
                 if "pod" in sample.labels:
-                    kubernetes.add(uuid)
+                    mapped = True
                     if sample.labels["pod"]:
                         pods.setdefault(uuid, set()).add(
                             (
@@ -190,6 +194,7 @@ def parse_page(text: str) -> dict[str, GpuPage]:
         raise PageError(f"not a metrics page: {exc}") from exc
     if not values:
         raise PageError("no DCGM_FI_* series with a UUID label: is this dcgm-exporter?")
+    on = mapped if kubernetes is None else kubernetes
     gpus = [
         GpuPage(
             uuid=uuid,
@@ -197,8 +202,8 @@ def parse_page(text: str) -> dict[str, GpuPage]:
             labels=labels[uuid],
             values=values[uuid],
             profiles=profiles.get(uuid, {}),
-            pods=frozenset(pods.get(uuid, set())),
-            kubernetes=uuid in kubernetes,
+            pods=frozenset(pods.get(uuid, set())) if on else frozenset(),
+            kubernetes=on,
         )
         for i, uuid in enumerate(values)
     ]
