@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend, DeviceInfo
+from .backends.dcgm import cache_hint
 from .backends.probe_file import PROBE_FILE, load_probe_file, probe_static
 from .backends.recording_format import sample_from_reading
 from .collect import Collector, CollectSettings, Snapshot
@@ -86,6 +87,7 @@ async def record(
     first: list[float | None] = [None] * len(paths)
     last: list[float | None] = [None] * len(paths)
     lines = [0] * len(paths)
+    repeats = [0] * len(paths)
     probes: set[Path] = set()
 
     async def write(snap: Snapshot) -> None:
@@ -94,7 +96,10 @@ async def record(
         started = []
         for i, device in enumerate(snap.devices):
             r = device.reading
-            if not device.up or r is None or r.timestamp == last[i]:
+            if not device.up or r is None:
+                continue
+            if r.timestamp == last[i]:  # the source handed back its last sample again
+                repeats[i] += 1
                 continue
             if first[i] is None:
                 first[i] = r.timestamp
@@ -132,8 +137,11 @@ async def record(
             f"{collector.skipped_cycles} ticks of {settings.interval_seconds:g} s skipped: a "
             "cycle took longer than the interval (the recording has gaps there)"
         )
-    for path, n in zip(paths, lines, strict=True):
+    for path, n, same in zip(paths, lines, repeats, strict=True):
         print(f"{path}: {n} samples")
+        if same:
+            why = f": {cache_hint(settings.interval_seconds)}" if backend.name == "dcgm" else ""
+            print(f"  {same} of {n + same} cycles read the same sample again{why}")
     for probe in sorted(probes):
         print(f"{probe}: the GPUs' identity (model, uuid) for analyze and replay")
     return 128 + stopped_by[0] if stopped_by else 0

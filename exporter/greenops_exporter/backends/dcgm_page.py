@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..gpu_models import model_by_name
 from .base import Capability, DeviceInfo, GpmReading, MigReading, ProcessReading, Reading, ReadPlan
+from .dcgm_refusal import refusal
 
 MIB = 1024 * 1024
 
@@ -193,7 +194,7 @@ def parse_page(text: str, kubernetes: bool | None = None) -> dict[str, GpuPage]:
     except ValueError as exc:
         raise PageError(f"not a metrics page: {exc}") from exc
     if not values:
-        raise PageError("no DCGM_FI_* series with a UUID label: is this dcgm-exporter?")
+        raise PageError(refusal(text, READ_FIELDS))
     on = mapped if kubernetes is None else kubernetes
     gpus = [
         GpuPage(

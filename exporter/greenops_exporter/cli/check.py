@@ -6,7 +6,7 @@ import asyncio
 import math
 from dataclasses import replace
 
-from ..backends.base import Capability, GpmReading
+from ..backends.base import Capability, GpmReading, Reading
 from ..backends.dcgm import DcgmBackend
 from ..backends.dcgm_page import GpuPage
 from ..collect import Collector, Snapshot
@@ -86,6 +86,23 @@ def _dcgm_rows(page: GpuPage) -> list[tuple[str, str]]:
     ]
 
 
+def _memory(r: Reading, page: GpuPage | None, na: str) -> str:
+    """Used of total, one word where neither is known; where the page has framebuffer
+    fields but not for every GPU instance, which instances have them (so the field list
+    and the missing value do not seem to contradict each other)."""
+    used, total = r.memory_used_bytes, r.memory_total_bytes
+    if used is None and total is None:
+        text = na
+    else:
+        text = f"{_fmt(used, 2**-30, 2, ' GiB', na)} of {_fmt(total, 2**-30, 2, ' GiB', na)}"
+    if used is None and page is not None and "DCGM_FI_DEV_FB_USED" in page.fields():
+        have = [gi for name, gi in page.values if name == "DCGM_FI_DEV_FB_USED"]
+        instances = ", ".join("GPU" if gi is None else f"GI {gi}" for gi in sorted(have, key=str))
+        every = ", ".join(map(str, sorted(page.profiles)))
+        text += f" (DEV_FB_USED only for {instances} of GI {every})"
+    return text
+
+
 def _pcie(tx: int | None, rx: int | None, g: GpmReading | None, na: str) -> str:
     """NVML's byte counters; where a source has only rates (dcgm-exporter's profiling
     fields), the rates, said to be rates."""
@@ -118,8 +135,8 @@ def check(config: Config) -> int:
         info = d.info
         print(f"\nGPU {info.index}: {info.name}  {info.uuid}  bus {info.pci_bus_id}")
         print(
-            f"  architecture {info.architecture}, driver {info.driver_version}, "
-            f"memory {info.memory_total_bytes / 2**30:.1f} GiB, "
+            f"  architecture {info.architecture}, driver {info.driver_version or na}, "
+            f"memory {_fmt(info.memory_total_bytes or None, 2**-30, 1, ' GiB', na)}, "
             f"power limit {_fmt(info.power_limit_watts, unit=' W', na=na)}, "
             f"MIG {'on' if info.mig_enabled else 'off'}"
         )
@@ -132,6 +149,7 @@ def check(config: Config) -> int:
             print(f"  read failed: {d.stale_reason}")
             continue
         g = r.gpm
+        page = backend.page(position) if isinstance(backend, DcgmBackend) else None
         rows = [
             ("power (average)", _fmt(r.power_watts, unit=" W", na=na)),
             ("power (instant)", _fmt(r.power_instant_watts, unit=" W", na=na)),
@@ -140,11 +158,7 @@ def check(config: Config) -> int:
                 "utilization gpu/mem",
                 _pair(r.utilization_gpu, r.utilization_memory, 100, 0, " %", na),
             ),
-            (
-                "memory used",
-                f"{_fmt(r.memory_used_bytes, 2**-30, 2, ' GiB', na)} of "
-                f"{_fmt(r.memory_total_bytes, 2**-30, 2, ' GiB', na)}",
-            ),
+            ("memory used", _memory(r, page, na)),
             ("temperature", _fmt(r.temperature_celsius, unit=" C", digits=0, na=na)),
             (
                 "clocks sm/mem",
@@ -191,7 +205,6 @@ def check(config: Config) -> int:
             ),
             ("recommendation", d.waste.advice.text if d.waste.advice else "-"),
         ]
-        page = backend.page(position) if isinstance(backend, DcgmBackend) else None
         if page is not None:
             rows += _dcgm_rows(page)
         for label, value in rows:
