@@ -141,3 +141,80 @@ def test_kubernetes_mapping_can_be_set_in_the_config() -> None:
     assert config.backend.dcgm.kubernetes is False
     backend, _ = backend_from(load_config(None, environ={"GREENOPS_BACKEND__KIND": "dcgm"}))
     assert isinstance(backend, DcgmBackend) and backend.kubernetes is None  # from the page
+
+
+A30_POD = "15-a30-mig-2g-pod-68-before.txt"
+
+
+def mig_efficiency(page: str) -> Efficiency:
+    [gpu] = parse_page(page).values()
+    e = Efficiency(device_name=gpu.labels["modelName"], advice_window_seconds=60)
+    for t in range(30):
+        e.update(reading(gpu, float(t), ReadPlan()), 0.0)
+    return e
+
+
+def test_a_mig_gpu_is_judged_per_instance_and_its_unheld_slices_named() -> None:
+    """#68's A30: one 2g.12gb instance with a pod, GR_ENGINE_ACTIVE 0.117468, two of the A30's
+    four slices in no instance. The instance is judged on its own activity; the GPU-level
+    line names the capacity nobody can use, not "batch more" from a half-empty average."""
+    page = real_page(A30_POD)
+    e = mig_efficiency(page)
+    [instance] = e.instances
+    assert (instance.gpu_instance_id, instance.profile) == (1, "2g.12gb")
+    assert instance.bottleneck is BottleneckClass.OVERHEAD  # 0.117 of its own time
+    assert instance.advice.code == "batch_or_fuse"
+    assert e.mig_unallocated_ratio == pytest.approx(1 - 2 / 4, rel=EXACT)
+    assert e.advice is not None and e.advice.code == "allocate_idle_mig_capacity"
+    assert e.advice.text.startswith("50% of this GPU (2 of 4 compute slices) is in no MIG")
+    assert e.instance_seconds[(1, "2g.12gb", BottleneckClass.OVERHEAD)] == pytest.approx(29.0)
+    # the same instance saturated (the issue's "after" reading): compute-bound, and the GPU
+    # is still not told to batch more (its weighted activity, 0.48, would have said so)
+    busy = mig_efficiency(page.replace("} 0.117468", "} 0.96"))
+    assert busy.instances[0].bottleneck is BottleneckClass.COMPUTE
+    assert busy.instances[0].advice.code == "shift_deferrable_work"
+    assert busy.advice is not None and busy.advice.code == "allocate_idle_mig_capacity"
+
+
+def test_mig_instance_metrics_pass_promtool() -> None:
+    """The per-instance families on the A30 page, through the real HTTP path and promtool."""
+    import asyncio
+    import shutil
+    import subprocess
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dcgmpages import PageServer
+    from greenops_exporter.collect import Collector, CollectSettings
+    from greenops_exporter.metrics import Exposition
+
+    now = [100.0]
+    with PageServer(real_page(A30_POD)) as server:
+        collector = Collector(
+            DcgmBackend(server.url, 2.0, clock=lambda: now[0]),
+            CollectSettings(),
+            monotonic=lambda: now[0],
+        )
+
+        async def go() -> str:
+            await collector.collect_once()
+            snap = await collector.collect_once()
+            await collector.close()
+            return Exposition("node-a").encode(snap).decode()
+
+        text = asyncio.run(go())
+    found = {
+        (s.name, s.labels.get("class", s.labels.get("code", ""))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.startswith(("greenops_mig_", "greenops_gpu_mig_unallocated"))
+    }
+    assert found[("greenops_gpu_mig_unallocated_ratio", "")] == 0.5
+    assert found[("greenops_mig_bottleneck", "overhead")] == 1.0
+    assert sum(v for (n, _), v in found.items() if n == "greenops_mig_bottleneck") == 1.0
+    assert found[("greenops_mig_recommendation_info", "batch_or_fuse")] == 1.0
+    if shutil.which("promtool"):
+        result = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+        )
+        assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ..backends.base import ProcessReading, Reading
 from ..gpu_models import GpuModel
 from .bottleneck import BottleneckClass, Signals, Thresholds, classify
+from .mig import InstanceVerdict, judge_instances, unallocated_advice, unallocated_share
 from .rightsizing import (
     BUSY_CLASSES,
     NO_ACTIVITY_ADVICE,
@@ -47,6 +48,10 @@ class Efficiency:
     right_size: RightSize | None = None
     advice: Advice | None = None
     no_activity_advice: str = NO_ACTIVITY_ADVICE  # what to do where no activity is reported
+    device_name: str = ""  # the GPU's model name: its MIG slices
+    instances: tuple[InstanceVerdict, ...] = ()  # under MIG: each instance's class and advice
+    instance_seconds: dict[tuple[int, str, BottleneckClass], float] = field(default_factory=dict)
+    mig_unallocated_ratio: float | None = None
     _window: ActivityWindow | None = None
     _previous: Reading | None = None
     _mix: deque[tuple[float, BottleneckClass, float, bool]] = field(default_factory=deque)
@@ -87,7 +92,15 @@ class Efficiency:
         self.underutilization_ratio = (
             None if mean is None else underutilization(mean, self.waste.underutilization_target)
         )
+        self._judge_instances(reading, dt)
         self._advise(reading, cls, dt, bool(held), value)
+
+    def _judge_instances(self, reading: Reading, dt: float) -> None:
+        self.instances = judge_instances(reading, self.thresholds, self.no_activity_advice)
+        for v in self.instances:
+            key = (v.gpu_instance_id, v.profile, v.bottleneck)
+            self.instance_seconds[key] = self.instance_seconds.get(key, 0.0) + dt
+        self.mig_unallocated_ratio = unallocated_share(self.device_name, reading)
 
     def _advise(
         self, reading: Reading, cls: BottleneckClass, dt: float, held: bool, value: float | None
@@ -122,6 +135,10 @@ class Efficiency:
             self.right_size,
             self.no_activity_advice,
         )
+        unheld = self.mig_unallocated_ratio
+        if unheld and self.advice.code not in ("release_idle_allocation", "add_activity_data"):
+            # the GPU-wide class mixes in slices nobody can use: that is the waste to name
+            self.advice = unallocated_advice(unheld, self.device_name)
 
     def _right_size(self, reading: Reading) -> RightSize | None:
         """Only from observed work and known memory: a GPU that did nothing, or whose work's

@@ -11,14 +11,13 @@ the name. Whatever a page lacks is a capability the device lacks.
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..gpu_models import model_by_name
+from ..gpu_models import compute_slices, model_by_name, total_slices
 from .base import Capability, DeviceInfo, GpmReading, MigReading, ProcessReading, Reading, ReadPlan
 from .dcgm_refusal import refusal
 
@@ -77,8 +76,6 @@ READ_FIELDS = frozenset(
     }
 )
 
-# whole-GPU compute slices of the models whose MIG profiles do not count sevenths
-_TOTAL_SLICES = {"A30": 4}
 _ARCHITECTURES = (
     ("B200", "blackwell"),
     ("GB200", "blackwell"),
@@ -211,12 +208,6 @@ def parse_page(text: str, kubernetes: bool | None = None) -> dict[str, GpuPage]:
     return {g.uuid: g for g in sorted(gpus, key=lambda g: g.index)}
 
 
-def compute_slices(profile: str) -> int:
-    """'3g.40gb' -> 3, '7g.79gb' -> 7 (the name, not a table: DCGM also writes odd sizes)."""
-    found = re.search(r"(\d+)g\.", profile)
-    return int(found.group(1)) if found else 1
-
-
 def capabilities(page: GpuPage) -> frozenset[Capability]:
     present = page.fields()
     caps = {cap for cap, names in CAPABILITY_FIELDS.items() if present & set(names)}
@@ -265,7 +256,7 @@ def device_info(page: GpuPage) -> DeviceInfo:
 def _instance_weights(page: GpuPage) -> dict[int, float]:
     """Each GPU instance's share of the whole GPU's SMs, from its profile's compute slices."""
     name = page.labels.get("modelName", "")
-    total = next((n for key, n in _TOTAL_SLICES.items() if key in name), 7)
+    total = total_slices(name)
     return {gi: compute_slices(profile) / total for gi, profile in page.profiles.items()}
 
 
@@ -328,9 +319,10 @@ def mig_devices(page: GpuPage) -> tuple[MigReading, ...]:
         free = page.values.get(("DCGM_FI_DEV_FB_FREE", gi))
         reserved = page.values.get(("DCGM_FI_DEV_FB_RESERVED", gi)) or 0.0
         total = None if used is None or free is None else used + free + reserved
+        engine = page.values.get(("DCGM_FI_PROF_GR_ENGINE_ACTIVE", gi))
         active = page.values.get(("DCGM_FI_PROF_SM_ACTIVE", gi))
         if active is None:  # the share of time the instance ran a kernel: a fair split weight
-            active = page.values.get(("DCGM_FI_PROF_GR_ENGINE_ACTIVE", gi))
+            active = engine
         out.append(
             MigReading(
                 gpu_instance_id=gi,
@@ -340,6 +332,9 @@ def mig_devices(page: GpuPage) -> tuple[MigReading, ...]:
                 memory_used_bytes=_mib(used),
                 memory_total_bytes=_mib(total),
                 sm_active=active,
+                graphics_active=engine,
+                dram_active=page.values.get(("DCGM_FI_PROF_DRAM_ACTIVE", gi)),
+                tensor_active=page.values.get(("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", gi)),
             )
         )
     return tuple(out)

@@ -72,6 +72,7 @@ class DeviceState:
                 model=model_by_name(info.name),
                 advice_window_seconds=s.advice_window_seconds,
                 no_activity_advice=NO_ACTIVITY_ADVICE.get(backend, NO_ACTIVITY_ADVICE["nvml"]),
+                device_name=info.name,
             ),
             totals(),
             totals(),
@@ -136,6 +137,9 @@ class DeviceState:
             pcie_rx_bytes_total=e.traffic.rx_bytes,
             right_size=e.right_size,
             advice=e.advice,
+            instances=e.instances,
+            instance_seconds=dict(e.instance_seconds),
+            mig_unallocated_ratio=e.mig_unallocated_ratio,
         )
 
     def accept(

@@ -223,6 +223,33 @@ MIG_INFO = gauge(
     "profile",
     "mig_uuid",
 )
+MIG_BOTTLENECK = gauge(
+    "greenops_mig_bottleneck",
+    "1 for the class that holds a MIG GPU instance back over the last interval, from its own "
+    "activity (idle, compute, memory, io, overhead, unknown), 0 for the others.",
+    "gpu_instance",
+    "profile",
+    "class",
+)
+MIG_BOTTLENECK_SECONDS = counter(
+    "greenops_mig_bottleneck_seconds_total",
+    "Seconds a MIG GPU instance spent in each bottleneck class.",
+    "gpu_instance",
+    "profile",
+    "class",
+)
+MIG_RECOMMENDATION = gauge(
+    "greenops_mig_recommendation_info",
+    "What to do about a MIG GPU instance, from its own class over the last interval; always 1.",
+    "gpu_instance",
+    "profile",
+    "code",
+    "text",
+)
+MIG_UNALLOCATED = gauge(
+    "greenops_gpu_mig_unallocated_ratio",
+    "Share of a MIG GPU's compute slices in no GPU instance (capacity nobody can use), 0..1.",
+)
 MIG_MEMORY_USED = gauge(
     "greenops_mig_memory_used_bytes",
     "Device memory in use on a MIG device, in bytes.",
