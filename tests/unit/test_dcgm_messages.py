@@ -118,3 +118,20 @@ def test_record_on_a_page_that_never_changes_names_the_cache(
         "its cached sample between collections (every 30 s by default): run it with -c 250 "
         "(DCGM_EXPORTER_INTERVAL=250, milliseconds) for a new sample every 0.25 s"
     )
+
+
+def test_check_says_when_a_gpu_has_no_activity_data(capsys: pytest.CaptureFixture[str]) -> None:
+    """#250's V100 page: GPUs 1-3 without an activity field, and no pci_bus_id label."""
+    code, out, gpus = check_rows(real_page("10-v100x4-fragment-250.txt"), capsys)
+    assert code == 0 and len(gpus) == 4
+    assert gpus[0]["bottleneck"] == "idle (basic signals)"  # GPU_UTIL 0 on the page
+    for rows in gpus[1:]:
+        assert rows["bottleneck"] == "unknown (no activity data: no class asserted)"
+        assert rows["class signals"].startswith("none: no activity field, so no class; add ")
+        assert rows["recommendation"].startswith("no activity data on this page: add ")
+    assert "None" not in out
+    assert all(
+        line.endswith("bus not on this page")
+        for line in out.splitlines()
+        if line.startswith("GPU ")
+    )

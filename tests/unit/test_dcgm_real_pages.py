@@ -218,3 +218,18 @@ def test_mig_instance_metrics_pass_promtool() -> None:
             ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
         )
         assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout
+
+
+def test_instance_utilisation_is_not_the_gpus() -> None:
+    """dcgm-exporter writes DCGM_FI_DEV_GPU_UTIL 0 for MIG instances (unsupported there,
+    #216): the GPU's utilisation is its engine activity, never the lowest instance's 0."""
+    from dcgmpages import labels, render
+
+    series = [
+        ("DCGM_FI_DEV_GPU_UTIL", labels(instance=(1, "3g.40gb")), 0),
+        ("DCGM_FI_DEV_MEM_COPY_UTIL", labels(instance=(1, "3g.40gb")), 0),
+        ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", labels(instance=(1, "3g.40gb")), 0.7),
+    ]
+    [r] = [reading(g, 1.0, ReadPlan()) for g in parse_page(render(series)).values()]
+    assert r.utilization_gpu == pytest.approx(0.7 * 3 / 7, rel=EXACT)
+    assert r.utilization_memory is None

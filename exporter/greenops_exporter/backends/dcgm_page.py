@@ -373,7 +373,8 @@ def reading(page: GpuPage, timestamp: float, plan: ReadPlan) -> Reading:
     """The GPU's values now. The energy counter comes with every reading whatever the plan
     says: the plan spares NVML's 4 ms call, and here the page has already paid for it."""
     v = page.value
-    utilization = _scaled(v("DCGM_FI_DEV_GPU_UTIL"), 0.01)
+    # under MIG only the whole GPU's own series: instances' read 0, unsupported (#216)
+    utilization = _scaled(_gpu_wide(page, "DCGM_FI_DEV_GPU_UTIL"), 0.01)
     if utilization is None:  # absent under MIG (#105, #430): the share of time a kernel ran
         utilization = _whole_gpu(page, "DCGM_FI_PROF_GR_ENGINE_ACTIVE", rate=False)
     reasons = page.first(CLOCK_EVENT_FIELDS)
@@ -384,7 +385,7 @@ def reading(page: GpuPage, timestamp: float, plan: ReadPlan) -> Reading:
         power_instant_watts=v("DCGM_FI_DEV_POWER_USAGE_INSTANT"),
         energy_counter_joules=_scaled(v("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"), 0.001),
         utilization_gpu=utilization,
-        utilization_memory=_scaled(v("DCGM_FI_DEV_MEM_COPY_UTIL"), 0.01),
+        utilization_memory=_scaled(_gpu_wide(page, "DCGM_FI_DEV_MEM_COPY_UTIL"), 0.01),
         memory_used_bytes=_memory_used(page),
         memory_total_bytes=_memory_total(page),
         temperature_celsius=v("DCGM_FI_DEV_GPU_TEMP"),

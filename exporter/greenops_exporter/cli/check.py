@@ -6,6 +6,7 @@ import asyncio
 import math
 from dataclasses import replace
 
+from ..analysis.bottleneck import BottleneckClass, Signals
 from ..backends.base import Capability, GpmReading, Reading
 from ..backends.dcgm import DcgmBackend
 from ..backends.dcgm_page import GpuPage
@@ -67,10 +68,21 @@ def _print_host(snap: Snapshot, config: Config) -> None:
 def _dcgm_rows(page: GpuPage) -> list[tuple[str, str]]:
     """What dcgm-exporter's page offers for one GPU, and what the exporter makes of it."""
     fields = sorted(f.removeprefix("DCGM_FI_") for f in page.fields())
+    ratios = [
+        f
+        for f in ("PROF_GR_ENGINE_ACTIVE", "PROF_DRAM_ACTIVE", "PROF_PIPE_TENSOR_ACTIVE")
+        if f in fields
+    ]
     if "PROF_SM_ACTIVE" in fields:
         signals = "gpm (DCGM_FI_PROF_SM_ACTIVE and the other profiling fields)"
+    elif "DEV_GPU_UTIL" in fields or "PROF_GR_ENGINE_ACTIVE" in fields:
+        used = f" with {', '.join(ratios)}" if ratios else ""
+        signals = f"basic (utilisation{used}); add DCGM_FI_PROF_SM_ACTIVE to dcgm-exporter's fields"
     else:
-        signals = "basic (utilisation); add DCGM_FI_PROF_SM_ACTIVE to dcgm-exporter's fields"
+        signals = (
+            "none: no activity field, so no class; add DCGM_FI_DEV_GPU_UTIL or "
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE to dcgm-exporter's fields"
+        )
     pods = ", ".join(
         f"{namespace}/{pod}/{container}" + ("" if gi is None else f" (GI {gi})")
         for gi, namespace, pod, container in sorted(page.pods, key=lambda p: (p[0] or 0, p[1:]))
@@ -84,6 +96,14 @@ def _dcgm_rows(page: GpuPage) -> list[tuple[str, str]]:
         ("class signals", signals),
         ("pods seen", pods),
     ]
+
+
+def _bottleneck(cls: BottleneckClass | None, signals: Signals | None) -> str:
+    if cls is None:
+        return "-"
+    if signals is None:
+        return f"{cls} (no activity data: no class asserted)"
+    return f"{cls} ({signals} signals)"
 
 
 def _memory(r: Reading, page: GpuPage | None, na: str) -> str:
@@ -133,7 +153,8 @@ def check(config: Config) -> int:
     na = NOT_ON_PAGE if isinstance(backend, DcgmBackend) else NOT_READ
     for position, d in enumerate(snap.devices):
         info = d.info
-        print(f"\nGPU {info.index}: {info.name}  {info.uuid}  bus {info.pci_bus_id}")
+        bus = info.pci_bus_id or na
+        print(f"\nGPU {info.index}: {info.name or na}  {info.uuid}  bus {bus}")
         print(
             f"  architecture {info.architecture}, driver {info.driver_version or na}, "
             f"memory {_fmt(info.memory_total_bytes or None, 2**-30, 1, ' GiB', na)}, "
@@ -195,7 +216,7 @@ def check(config: Config) -> int:
             ("read time", _fmt(d.read_seconds, 1000, 2, " ms")),
             (
                 "bottleneck",
-                f"{d.waste.bottleneck} ({d.waste.signals} signals)" if d.waste.bottleneck else "-",
+                _bottleneck(d.waste.bottleneck, d.waste.signals),
             ),
             (
                 "MIG right-size",
