@@ -5,9 +5,12 @@ round trip), MiB to whole bytes."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
-from dcgmpages import MIB, real_page
+from dcgmpages import FIXTURES, MIB, PageServer, real_page
 from greenops_exporter.analysis.bottleneck import BottleneckClass, Signals, classify
 from greenops_exporter.analysis.efficiency import Efficiency
 from greenops_exporter.backends.base import Capability, Reading, ReadPlan
@@ -179,12 +182,9 @@ def test_a_mig_gpu_is_judged_per_instance_and_its_unheld_slices_named() -> None:
 def test_mig_instance_metrics_pass_promtool() -> None:
     """The per-instance families on the A30 page, through the real HTTP path and promtool."""
     import asyncio
-    import shutil
-    import subprocess
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from dcgmpages import PageServer
     from greenops_exporter.collect import Collector, CollectSettings
     from greenops_exporter.metrics import Exposition
 
@@ -233,3 +233,40 @@ def test_instance_utilisation_is_not_the_gpus() -> None:
     [r] = [reading(g, 1.0, ReadPlan()) for g in parse_page(render(series)).values()]
     assert r.utilization_gpu == pytest.approx(0.7 * 3 / 7, rel=EXACT)
     assert r.utilization_memory is None
+
+
+REAL_PAGES = sorted(p.name for p in (FIXTURES / "real").glob("*.txt"))
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's promtool not installed")
+@pytest.mark.parametrize("name", [n for n in REAL_PAGES if not n.startswith("13-")])
+def test_every_published_page_exports_promtool_clean_metrics(name: str) -> None:
+    """Each usable page through the backend, two collection cycles and the exposition:
+    `promtool check metrics` has nothing to say, and every GPU of the page is there."""
+    import asyncio
+
+    from greenops_exporter.collect import Collector, CollectSettings
+    from greenops_exporter.metrics import Exposition
+
+    now = [100.0]
+    with PageServer(real_page(name)) as server:
+        collector = Collector(
+            DcgmBackend(server.url, 2.0, clock=lambda: now[0]),
+            CollectSettings(),
+            monotonic=lambda: now[0],
+        )
+
+        async def go() -> tuple[int, str]:
+            snap = await collector.collect_once()
+            now[0] += 1.0
+            snap = await collector.collect_once()
+            await collector.close()
+            return len(snap.devices), Exposition("node-a").encode(snap).decode()
+
+        count, text = asyncio.run(go())
+    assert count == len(gpus(name)) > 0
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == ""
