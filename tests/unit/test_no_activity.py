@@ -238,3 +238,38 @@ def test_an_nvml_utilisation_call_that_fails_gives_no_class() -> None:
     )
     assert w.class_joules[UNKNOWN] > 0.9 * d.energy_joules_total
     assert w.idle_joules_no_holder == pytest.approx(w.class_joules[IDLE], rel=1e-9)
+
+
+def test_nvml_mig_instances_without_activity_get_no_class() -> None:
+    """The nvml backend reads no GPM per GPU instance: each instance is `unknown` (not idle),
+    and the GPU's 3 of 7 slices in no instance are named, on the real backend."""
+    from greenops_exporter.analysis.mig import NO_INSTANCE_ACTIVITY
+
+    gib = 1 << 30
+    fake = FakeNvml()
+    fake.mig[0] = [
+        {
+            "gi": 1,
+            "ci": 0,
+            "uuid": "MIG-a",
+            "profile": "3g.40gb",
+            "used": 5 * gib,
+            "total": 40 * gib,
+        },
+        {"gi": 2, "ci": 0, "uuid": "MIG-b", "profile": "1g.10gb", "used": 0, "total": 10 * gib},
+    ]
+    snap = collect_nvml(fake, range(0, 20))
+    [d] = snap.devices
+    assert [(v.gpu_instance_id, v.bottleneck) for v in d.waste.instances] == [
+        (1, UNKNOWN),
+        (2, UNKNOWN),
+    ]
+    assert all(v.advice.text == NO_INSTANCE_ACTIVITY for v in d.waste.instances)
+    assert d.waste.mig_unallocated_ratio == pytest.approx(1 - 4 / 7, rel=1e-12)
+    assert d.waste.advice is not None and d.waste.advice.code == "allocate_idle_mig_capacity"
+    found = families(snap)
+    gauge = {
+        (labels["gpu_instance"], labels["class"]): value
+        for labels, value in found["greenops_mig_bottleneck"]
+    }
+    assert gauge[("1", "unknown")] == 1.0 and gauge[("1", "idle")] == 0.0

@@ -96,7 +96,7 @@ class Efficiency:
         self._advise(reading, cls, dt, bool(held), value)
 
     def _judge_instances(self, reading: Reading, dt: float) -> None:
-        self.instances = judge_instances(reading, self.thresholds, self.no_activity_advice)
+        self.instances = judge_instances(reading, self.thresholds)
         for v in self.instances:
             key = (v.gpu_instance_id, v.profile, v.bottleneck)
             self.instance_seconds[key] = self.instance_seconds.get(key, 0.0) + dt

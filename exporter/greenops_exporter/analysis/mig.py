@@ -36,15 +36,20 @@ def instance_reading(m: MigReading, timestamp: float) -> Reading:
     return Reading(timestamp=timestamp, utilization_gpu=engine, gpm=gpm)
 
 
-def judge_instances(
-    reading: Reading, t: Thresholds, no_activity_advice: str
-) -> tuple[InstanceVerdict, ...]:
+# the nvml backend reads no GPM per instance; dcgm-exporter pages may lack the fields
+NO_INSTANCE_ACTIVITY = (
+    "no activity data for this GPU instance (the source gives none per instance): no class "
+    "asserted; on dcgm-exporter add DCGM_FI_PROF_GR_ENGINE_ACTIVE to its field list"
+)
+
+
+def judge_instances(reading: Reading, t: Thresholds) -> tuple[InstanceVerdict, ...]:
     """Each instance's class and advice over the last interval (PCIe is not per instance)."""
     out = []
     for m in reading.mig_devices:
         cls, _ = classify(instance_reading(m, reading.timestamp), None, t)
         held = any(p.gpu_instance_id == m.gpu_instance_id for p in reading.processes)
-        advice = advise({cls: 1.0}, 0, 1.0 if held else 0.0, None, None, no_activity_advice)
+        advice = advise({cls: 1.0}, 0, 1.0 if held else 0.0, None, None, NO_INSTANCE_ACTIVITY)
         out.append(InstanceVerdict(m.gpu_instance_id, m.profile, cls, advice))
     return tuple(out)
 
