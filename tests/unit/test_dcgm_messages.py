@@ -135,3 +135,13 @@ def test_check_says_when_a_gpu_has_no_activity_data(capsys: pytest.CaptureFixtur
         for line in out.splitlines()
         if line.startswith("GPU ")
     )
+
+
+def test_a_pod_of_unknown_memory_is_never_n_a_gib(capsys: pytest.CaptureFixture[str]) -> None:
+    """#68's A30: a pod on GPU instance 1, no framebuffer field on the page."""
+    code, out, [rows] = check_rows(real_page("15-a30-mig-2g-pod-68-before.txt"), capsys)
+    assert code == 0
+    assert rows["processes"].endswith(" container-testest-1 not on this page")
+    assert "n/a GiB" not in out and "None" not in out
+    assert rows["MIG devices"] == "GI 1 2g.12gb"
+    assert rows["recommendation"].startswith("50% of this GPU (2 of 4 compute slices)")

@@ -151,7 +151,7 @@ A30_POD = "15-a30-mig-2g-pod-68-before.txt"
 
 def mig_efficiency(page: str) -> Efficiency:
     [gpu] = parse_page(page).values()
-    e = Efficiency(device_name=gpu.labels["modelName"], advice_window_seconds=60)
+    e = Efficiency(device_name=gpu.labels.get("modelName", ""), advice_window_seconds=60)
     for t in range(30):
         e.update(reading(gpu, float(t), ReadPlan()), 0.0)
     return e
@@ -270,3 +270,12 @@ def test_every_published_page_exports_promtool_clean_metrics(name: str) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == ""
+
+
+def test_unheld_slices_are_not_claimed_where_the_page_lists_too_few_instances() -> None:
+    """NVIDIA's sample shows one 1g.5gb instance (1/7 of the SMs) on a GPU 99.56 % busy: the
+    page does not list every instance, so no share is called unallocated."""
+    e = mig_efficiency(real_page(A100_DOCS))
+    assert [v.gpu_instance_id for v in e.instances] == [13]
+    assert e.mig_unallocated_ratio is None
+    assert e.advice is not None and e.advice.code == "raise_arithmetic_intensity"  # memory

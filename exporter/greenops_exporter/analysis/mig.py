@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..backends.base import GpmReading, MigReading, Reading
 from ..gpu_models import compute_slices, total_slices
-from .bottleneck import BottleneckClass, Thresholds, classify
+from .bottleneck import BottleneckClass, Thresholds, classify, engine_activity
 from .rightsizing import Advice, advise
 
 
@@ -54,15 +54,26 @@ def judge_instances(reading: Reading, t: Thresholds) -> tuple[InstanceVerdict, .
     return tuple(out)
 
 
+# whole-GPU and instance ratios are sampled a moment apart: a GPU this much busier than
+# its listed instances could make it is still consistent with them
+SAMPLING_SLACK = 0.01
+
+
 def unallocated_share(model_name: str, reading: Reading) -> float | None:
     """Share of a MIG GPU's compute slices in no GPU instance; None when it is not in MIG
-    mode (no instance on the reading)."""
+    mode (no instance on the reading), or when the source does not list every instance: a
+    whole GPU busier than its listed instances could make it (NVIDIA's docs sample: 99.6 %
+    with one 1g.5gb instance shown) has others the page does not show."""
     if not reading.mig_devices:
         return None
     total = total_slices(model_name)
     # one GPU instance may hold several compute instances: count its slices once
     used = {m.gpu_instance_id: compute_slices(m.profile) for m in reading.mig_devices}
-    return max(0.0, 1.0 - sum(used.values()) / total)
+    allocated = min(sum(used.values()) / total, 1.0)
+    whole = engine_activity(reading)
+    if whole is not None and whole > allocated + SAMPLING_SLACK:
+        return None
+    return 1.0 - allocated
 
 
 def unallocated_advice(share: float, model_name: str) -> Advice:

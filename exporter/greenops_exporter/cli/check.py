@@ -204,7 +204,7 @@ def check(config: Config) -> int:
             (
                 "processes",
                 ", ".join(
-                    f"{p.pid} {p.command} {_fmt(p.used_memory_bytes, 2**-30, 2)} GiB"
+                    f"{p.pid} {p.command} {_fmt(p.used_memory_bytes, 2**-30, 2, ' GiB', na)}"
                     for p in r.processes
                 )
                 or "-",
