@@ -32,7 +32,8 @@ dashboard = dashboard(
         ),
         timeseries(
             "GPU time by class",
-            "GPU-seconds per second in each bottleneck class.",
+            "GPU-seconds per second in each bottleneck class (unknown: the GPU reports no "
+            "activity, so no class is asserted).",
             "short",
             (
                 f"sum by (class) (rate(greenops_gpu_bottleneck_seconds_total{{{S}}}[5m]))",

@@ -30,9 +30,20 @@ dashboard = dashboard(
         ),
         stat(
             "Waste share, 24 h",
-            "Share of the energy spent idle or overhead-bound.",
+            "Share of the classified energy spent idle or overhead-bound (energy of GPUs that "
+            "report no activity, class unknown, is neither waste nor work: see the next panel).",
             "percentunit",
             f'sum(increase(greenops_gpu_bottleneck_energy_joules_total{{class=~"idle|overhead",{S}}}[24h]))'
+            " / "
+            f'sum(increase(greenops_gpu_bottleneck_energy_joules_total{{class!="unknown",{S}}}[24h]))',
+        ),
+        stat(
+            "Unclassified share, 24 h",
+            "Share of the energy with no class (unknown): GPUs that report no activity, such as "
+            "a dcgm-exporter page without DCGM_FI_DEV_GPU_UTIL or a vGPU; 0 when every GPU "
+            "reports it.",
+            "percentunit",
+            f'sum(increase(greenops_gpu_bottleneck_energy_joules_total{{class="unknown",{S}}}[24h]))'
             f" / sum(increase(greenops_gpu_energy_joules_total{{{S}}}[24h]))",
         ),
         timeseries(
@@ -54,7 +65,8 @@ dashboard = dashboard(
         ),
         timeseries(
             "Energy by bottleneck class",
-            "Where the joules go: compute, memory, io, overhead or idle (selected GPUs).",
+            "Where the joules go: compute, memory, io, overhead or idle, and unknown where a "
+            "GPU reports no activity (selected GPUs).",
             "watt",
             (
                 f"sum by (class) (rate(greenops_gpu_bottleneck_energy_joules_total{{{S}}}[5m]))",
@@ -64,7 +76,7 @@ dashboard = dashboard(
         ),
         timeseries(
             "GPUs per class now",
-            "How many GPUs are in each bottleneck class.",
+            "How many GPUs are in each bottleneck class (unknown: no activity reported).",
             "short",
             (f"sum by (class) (greenops_gpu_bottleneck{{{S}}})", "{{class}}"),
             stack=True,

@@ -35,7 +35,7 @@ dashboard = dashboard(
         ),
         timeseries(
             "Bottleneck class",
-            "The class that holds each GPU back now.",
+            "The class that holds each GPU back now (unknown where it reports no activity).",
             "short",
             (f"greenops_gpu_bottleneck{{{S}}} == 1", "{{gpu}} {{class}}"),
         ),

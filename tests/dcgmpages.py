@@ -68,6 +68,13 @@ FLOAT_FIELDS = {"DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_POWER_USAGE_INSTANT"} | 
 Series = tuple[str, Mapping[str, str], float | None]
 
 
+def real_page(name: str) -> str:
+    """A page operators published (`fixtures/dcgm/real/`), without the `# source:` line the
+    fixture adds."""
+    lines = (FIXTURES / "real" / name).read_text().splitlines()
+    return "\n".join(line for line in lines if not line.startswith("# source:")) + "\n"
+
+
 def labels(
     gpu: int = 0,
     uuid: str = H100_UUID,

@@ -67,7 +67,9 @@ class ReplayConfig(_Section):
 
 class DcgmConfig(_Section):
     url: str = Field(default="http://127.0.0.1:9400/metrics", pattern=r"^https?://\S+$")
-    timeout_seconds: float = Field(default=0.5, gt=0)  # the whole page, below the read deadline
+    # the whole page, below the read deadline; None: 0.5 s, or 3/4 of the deadline if shorter
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    kubernetes: bool | None = None  # dcgm-exporter's pod mapping; None: from the page
 
 
 class BackendConfig(_Section):
@@ -338,12 +340,23 @@ class Config(_Section):
         """A fetch that outlives the device read's deadline would mark every GPU late
         instead of saying that dcgm-exporter is down."""
         timeout, deadline = self.backend.dcgm.timeout_seconds, self.collect.timeout
-        if self.backend.kind == "dcgm" and timeout >= deadline:
+        if self.backend.kind == "dcgm" and timeout is not None and timeout >= deadline:
+            derived = (
+                ""
+                if self.collect.device_timeout_seconds is not None
+                else f", 0.8 x collect.interval_seconds {self.collect.interval_seconds:g} s"
+            )
             raise ValueError(
                 f"backend.dcgm.timeout_seconds: {timeout:g} s must be shorter than the read "
-                f"deadline collect.device_timeout_seconds ({deadline:g} s)"
+                f"deadline collect.device_timeout_seconds ({deadline:g} s{derived})"
             )
         return self
+
+    @property
+    def dcgm_timeout(self) -> float:
+        """The page's deadline: as set, else derived so that any valid interval works."""
+        timeout = self.backend.dcgm.timeout_seconds
+        return timeout if timeout is not None else min(0.5, 0.75 * self.collect.timeout)
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

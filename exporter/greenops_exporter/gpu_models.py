@@ -8,9 +8,23 @@ the recorded `idle_no_context` phase (tests/fixtures/h100), the others are typic
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 GIB = 1024**3
+# whole-GPU compute slices of the models whose MIG profiles do not count sevenths
+_TOTAL_SLICES = {"A30": 4}
+
+
+def compute_slices(profile: str) -> int:
+    """'3g.40gb' -> 3, '7g.79gb' -> 7 (the name, not a table: DCGM also writes odd sizes)."""
+    found = re.search(r"(\d+)g\.", profile)
+    return int(found.group(1)) if found else 1
+
+
+def total_slices(name: str) -> int:
+    """Compute slices of the whole GPU named `name` (sevenths, but quarters on an A30)."""
+    return next((n for key, n in _TOTAL_SLICES.items() if key in name), 7)
 
 
 @dataclass(frozen=True, slots=True)

@@ -295,8 +295,9 @@ def _exported_json(e: ExportedWindow | None) -> dict[str, Any]:
 def _print_exported(
     exported: Sequence[ExportedWindow | None], collect: float, anchor: float
 ) -> None:
+    every = "every cycle" if anchor <= collect else f"every {anchor:g} s"
     print(
-        f"as exported (collection every {collect:g} s, energy counter read every {anchor:g} s; "
+        f"as exported (collection every {collect:g} s, energy counter read {every}; "
         "each window from its first to its last cycle):"
     )
     print(f"{'start':>8} {'end':>8} {'exported J':>11} {'counter J':>10} {'error':>7}")

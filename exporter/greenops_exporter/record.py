@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .backends.base import Backend, DeviceInfo
+from .backends.dcgm import cache_hint
 from .backends.probe_file import PROBE_FILE, load_probe_file, probe_static
 from .backends.recording_format import sample_from_reading
 from .collect import Collector, CollectSettings, Snapshot
@@ -147,6 +148,7 @@ async def record(
     first: list[float | None] = [None] * len(paths)
     last: list[float | None] = [None] * len(paths)
     lines = [0] * len(paths)
+    repeats = [0] * len(paths)
     probes: set[Path] = set()
     failed: list[tuple[Path, OSError]] = []
     progress = Progress(duration_seconds)
@@ -162,7 +164,10 @@ async def record(
         started = []
         for i, device in enumerate(snap.devices):
             r = device.reading
-            if not device.up or r is None or r.timestamp == last[i]:
+            if not device.up or r is None:
+                continue
+            if r.timestamp == last[i]:  # the source handed back its last sample again
+                repeats[i] += 1
                 continue
             if first[i] is None:
                 first[i] = r.timestamp
@@ -224,8 +229,11 @@ async def record(
             "cycle took longer than the interval (the recording has gaps there)"
         )
     kind = " of a simulated GPU" if simulated else ""
-    for path, n in zip(paths, lines, strict=True):
+    for path, n, same in zip(paths, lines, repeats, strict=True):
         print(f"{path}: {n} samples{kind}")
+        if same:
+            why = f": {cache_hint(settings.interval_seconds)}" if backend.name == "dcgm" else ""
+            print(f"  {same} of {n + same} cycles read the same sample again{why}")
     for probe in sorted(probes):
         said = " (marked simulated)" if simulated else ""
         print(f"{probe}: the GPUs' identity (model, uuid) for analyze and replay{said}")

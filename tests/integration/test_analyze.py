@@ -110,7 +110,8 @@ def test_json_has_class_mix_energy_by_class_and_joules_per_op() -> None:
     windows = json.loads(result.stdout)["windows"]
     for phase, window in zip(PHASES, windows, strict=True):
         share = window["class_share"]
-        assert set(share) == {"idle", "compute", "memory", "io", "overhead"}
+        assert set(share) == {"idle", "compute", "memory", "io", "overhead", "unknown"}
+        assert share["unknown"] == 0.0  # the recording has utilisation on every sample
         assert sum(share.values()) == pytest.approx(1.0, abs=1e-3)
         want = EXPECTED_CLASS.get(phase["phase"])
         if want:
@@ -363,3 +364,27 @@ def test_a_counter_reset_inside_a_window_is_bridged_not_subtracted(tmp_path: Pat
     # instant power is within 2 % of the counter on every recorded phase, so within 1 %
     truth = (samples[b]["energy_mj"] - samples[a]["energy_mj"]) / 1000
     assert window["energy_joules"] == pytest.approx(truth, rel=0.01)
+
+
+def test_text_report_never_contradicts_itself() -> None:
+    """A window between two samples says it has no class mix and then prints no idle energy
+    either; anchoring every cycle (interval 0) reads "every cycle", not "every 0 s"."""
+    trace = str(FIXTURES / "trace_a.jsonl")
+    result = analyze(trace, "--window", "10.04:10.08")  # samples at 10.0357 and 10.1357
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "no sample inside the window" in line)
+    assert lines[at + 1 :] == []  # nothing after it for this window: no idle, no advice
+    result = analyze(
+        trace,
+        "--window",
+        "10:20",
+        "--as-exported",
+        "--collect-interval",
+        "1",
+        "--energy-anchor-interval",
+        "0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "energy counter read every cycle;" in result.stdout
+    assert "every 0 s" not in result.stdout

@@ -75,7 +75,7 @@ def test_env_values_keep_their_types() -> None:
             "backend:\n  kind: dcgm\n",
             {"GREENOPS_BACKEND__DCGM__TIMEOUT_SECONDS": "0.9"},
             "backend.dcgm.timeout_seconds: 0.9 s must be shorter than the read deadline "
-            "collect.device_timeout_seconds (0.8 s)",
+            "collect.device_timeout_seconds (0.8 s, 0.8 x collect.interval_seconds 1 s)",
         ),
         ("backend:\n  dcgm:\n    timeout_seconds: 0\n", {}, "backend.dcgm.timeout_seconds"),
         ("server:\n  listen_address: nonsense\n", {}, "server.listen_address"),
@@ -134,10 +134,33 @@ def test_listen_addresses() -> None:
         parse_listen_address("localhost:99999")
 
 
+def test_any_valid_interval_works_with_dcgm(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 6: `--collect-interval 0.5 --backend dcgm` was refused over two values
+    the user never set (the page's 0.5 s deadline against the 0.4 s read deadline)."""
+    assert main(["--backend", "dcgm", "--collect-interval", "0.5", "--print-config"]) == 0
+    capsys.readouterr()
+    for interval in (0.05, 0.5, 1.0, 60.0):
+        env = {
+            "GREENOPS_BACKEND__KIND": "dcgm",
+            "GREENOPS_COLLECT__INTERVAL_SECONDS": str(interval),
+        }
+        config = load_config(None, environ=env)
+        assert config.dcgm_timeout < config.collect.timeout  # the page within the read
+        assert config.dcgm_timeout == min(0.5, 0.75 * 0.8 * interval)
+    # a value the user did set is still checked, and the error names it
+    env = {
+        "GREENOPS_BACKEND__KIND": "dcgm",
+        "GREENOPS_COLLECT__INTERVAL_SECONDS": "0.5",
+        "GREENOPS_BACKEND__DCGM__TIMEOUT_SECONDS": "0.5",
+    }
+    with pytest.raises(ConfigError, match=r"backend\.dcgm\.timeout_seconds: 0\.5 s"):
+        load_config(None, environ=env)
+
+
 def test_dcgm_flag_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = load_config(None, environ={})
     assert config.backend.dcgm.url == "http://127.0.0.1:9400/metrics"
-    assert config.backend.dcgm.timeout_seconds == 0.5
+    assert config.backend.dcgm.timeout_seconds is None and config.dcgm_timeout == 0.5
     url = "http://nvidia-dcgm-exporter.gpu-operator.svc:9400/metrics"
     assert main(["--backend", "dcgm", "--dcgm-url", url, "--print-config"]) == 0
     assert f"url: {url}" in capsys.readouterr().out

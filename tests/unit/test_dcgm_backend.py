@@ -266,7 +266,7 @@ def test_nothing_listening_is_backend_unavailable_at_open() -> None:
         ("status", "fetch", "HTTP 500"),
         ("slow", "fetch", "timed out"),
         ("garbage", "parse", "not a metrics page"),
-        ("not-dcgm", "parse", "no DCGM_FI_"),
+        ("not-dcgm", "parse", "none named DCGM_FI_"),
     ],
 )
 def test_faults_mark_the_backend_down_count_log_once_and_recover(

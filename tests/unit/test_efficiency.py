@@ -277,7 +277,37 @@ def test_advice_follows_the_work() -> None:
     assert code == "release_idle_allocation"
     code, right_size = sim_advice("idle_context", 4 * GIB)
     assert code == "release_idle_allocation"
-    assert right_size is not None and right_size.profile == "1g.10gb"
+    assert right_size is None  # no work seen: no slice can be sized for it
+
+
+def test_an_idle_gpu_with_no_process_is_not_told_to_use_a_slice() -> None:
+    """No work and no process: nothing to size a slice for (it was told "the work fits a
+    MIG 1g.10gb slice: use it and free 86 % of the GPU")."""
+    spec = {"gpus": [{"processes": [], "schedule": [{"phase": "idle", "seconds": 900}]}]}
+    w = run_sim(spec, 120).devices[0].waste
+    assert w.bottleneck is BottleneckClass.IDLE
+    assert w.right_size is None
+    assert w.advice is not None and w.advice.code == "consolidate"
+    assert "MIG" not in w.advice.text
+
+
+def test_a_window_without_a_sample_has_no_class_and_no_idle_energy() -> None:
+    """A window shorter than the sampling interval (between two samples of the 10 Hz
+    recording): its interpolated energy is booked as unknown, none of it as idle."""
+    from greenops_exporter.analysis.energy import cumulative_energy
+    from greenops_exporter.analysis.windows import analyze_window
+
+    readings = load_recording(TRACE).readings
+    cumulative = cumulative_energy(readings)
+    i = next(i for i, r in enumerate(readings) if r.timestamp > 10.0)
+    start = readings[i].timestamp + 0.01
+    end = readings[i + 1].timestamp - 0.01
+    report = analyze_window(readings, cumulative, start, end)
+    assert report.samples == 0 and report.energy.energy_joules > 0
+    assert report.idle_joules_no_holder == 0.0 and report.idle_joules_with_holder == 0.0
+    assert report.energy_by_class[BottleneckClass.UNKNOWN] == report.energy.energy_joules
+    assert sum(report.energy_by_class.values()) == report.energy.energy_joules
+    assert report.right_size is None and report.advice is None
 
 
 def test_small_inference_is_told_to_use_a_slice() -> None:

@@ -156,6 +156,7 @@ def test_names_units_and_help() -> None:
         assert m.name.endswith(UNIT_SUFFIXES) or m.name in {
             "greenops_gpu_up",
             "greenops_gpu_bottleneck",
+            "greenops_mig_bottleneck",  # the same state set, per MIG GPU instance
             "greenops_backend_up",
             "greenops_source_up",
             "greenops_host_zone_up",

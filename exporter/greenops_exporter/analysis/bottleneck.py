@@ -1,4 +1,4 @@
-"""What holds each GPU back: idle, compute, memory, io or overhead.
+"""What holds each GPU back: idle, compute, memory, io or overhead (unknown without data).
 
 `utilization.gpu` only says a kernel ran: it reads 99 % while only PCIe copies run and 37 %
 while tiny kernels leave the SMs idle (recorded H100). So the class comes from GPM (SM
@@ -23,6 +23,7 @@ class BottleneckClass(enum.StrEnum):
     MEMORY = "memory"
     IO = "io"
     OVERHEAD = "overhead"
+    UNKNOWN = "unknown"  # no activity signal: no verdict, and no waste booked
 
 
 class Signals(enum.StrEnum):
@@ -45,15 +46,27 @@ class Thresholds:
     basic_io_memory_utilization_max: float = 0.2  # h2d copy: 0.02
 
 
+def engine_activity(reading: Reading) -> float | None:
+    """The share of time an engine ran: DCGM's profiled GR_ENGINE_ACTIVE where the source
+    has it (measured, not NVML's sampled utilisation), else utilisation; None when unknown."""
+    g = reading.gpm
+    if g is not None and g.graphics_active is not None:
+        return g.graphics_active
+    return reading.utilization_gpu
+
+
 def classify(
     reading: Reading,
     pcie_bytes_per_second: float | None,
     t: Thresholds = Thresholds(),
-) -> tuple[BottleneckClass, Signals]:
-    """The class of the interval that ended with `reading`, and which signals decided it."""
-    util = reading.utilization_gpu or 0.0
+) -> tuple[BottleneckClass, Signals | None]:
+    """The class of the interval that ended with `reading`, and which signals decided it.
+
+    UNKNOWN (and no signals) where nothing says whether the GPU worked: a missing value is
+    not a zero, and an idle verdict would book the energy as waste."""
     g = reading.gpm
     if g is not None and g.sm_active is not None:
+        util = reading.utilization_gpu or 0.0
         sm = g.sm_active
         if (g.dram_active or 0.0) >= t.memory_dram_active:
             return BottleneckClass.MEMORY, Signals.GPM
@@ -65,17 +78,39 @@ def classify(
         if util >= t.busy_activity or sm >= t.busy_activity:
             return BottleneckClass.OVERHEAD, Signals.GPM
         return BottleneckClass.IDLE, Signals.GPM
-    memory = reading.utilization_memory or 0.0
-    if memory >= t.basic_memory_utilization:
+    return _basic(reading, pcie_bytes_per_second, t)
+
+
+def _basic(
+    reading: Reading, pcie_bytes_per_second: float | None, t: Thresholds
+) -> tuple[BottleneckClass, Signals | None]:
+    """Without SM activity: utilisation and memory-copy utilisation, each replaced by the
+    profiled ratio that measures it where the source has one (DRAM activity for memory,
+    engine activity for busy-ness, tensor activity for compute): on a loaded T4 memory-copy
+    utilisation reads 73 % while DRAM is 9 % active."""
+    g = reading.gpm
+    dram = None if g is None else g.dram_active
+    if dram is not None:
+        memory: float | None = dram
+        memory_threshold = t.memory_dram_active
+    else:
+        memory, memory_threshold = reading.utilization_memory, t.basic_memory_utilization
+    util = engine_activity(reading)
+    tensor = None if g is None else g.tensor_active
+    if memory is not None and memory >= memory_threshold:
         return BottleneckClass.MEMORY, Signals.BASIC
     if (
         pcie_bytes_per_second is not None
         and pcie_bytes_per_second >= t.io_bytes_per_second
-        and memory < t.basic_io_memory_utilization_max
+        and (memory or 0.0) < t.basic_io_memory_utilization_max
     ):
         return BottleneckClass.IO, Signals.BASIC
-    if util >= t.basic_compute_utilization:
+    if (util is not None and util >= t.basic_compute_utilization) or (
+        tensor is not None and tensor >= t.compute_tensor_active
+    ):
         return BottleneckClass.COMPUTE, Signals.BASIC
+    if util is None:
+        return BottleneckClass.UNKNOWN, None
     if util >= t.busy_activity:
         return BottleneckClass.OVERHEAD, Signals.BASIC
     return BottleneckClass.IDLE, Signals.BASIC

@@ -3,13 +3,24 @@ memory, under-utilisation. One accumulator per GPU, fed once per collection cycl
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
 from ..backends.base import ProcessReading, Reading
 from ..gpu_models import GpuModel
 from .bottleneck import BottleneckClass, Signals, Thresholds, classify
-from .rightsizing import Advice, RightSize, WindowPeak, advise, smallest_profile
+from .mig import InstanceVerdict, judge_instances, unallocated_advice, unallocated_share
+from .rightsizing import (
+    BUSY_CLASSES,
+    NO_ACTIVITY_ADVICE,
+    Advice,
+    RightSize,
+    WindowPeak,
+    advise,
+    smallest_profile,
+    work_memory,
+)
 from .traffic import TrafficMeter
 from .waste import ActivityWindow, WasteSettings, activity, holders, underutilization
 
@@ -36,6 +47,11 @@ class Efficiency:
     advice_window_seconds: float = 3600.0
     right_size: RightSize | None = None
     advice: Advice | None = None
+    no_activity_advice: str = NO_ACTIVITY_ADVICE  # what to do where no activity is reported
+    device_name: str = ""  # the GPU's model name: its MIG slices
+    instances: tuple[InstanceVerdict, ...] = ()  # under MIG: each instance's class and advice
+    instance_seconds: dict[tuple[int, str, BottleneckClass], float] = field(default_factory=dict)
+    mig_unallocated_ratio: float | None = None
     _window: ActivityWindow | None = None
     _previous: Reading | None = None
     _mix: deque[tuple[float, BottleneckClass, float, bool]] = field(default_factory=deque)
@@ -76,7 +92,15 @@ class Efficiency:
         self.underutilization_ratio = (
             None if mean is None else underutilization(mean, self.waste.underutilization_target)
         )
+        self._judge_instances(reading, dt)
         self._advise(reading, cls, dt, bool(held), value)
+
+    def _judge_instances(self, reading: Reading, dt: float) -> None:
+        self.instances = judge_instances(reading, self.thresholds)
+        for v in self.instances:
+            key = (v.gpu_instance_id, v.profile, v.bottleneck)
+            self.instance_seconds[key] = self.instance_seconds.get(key, 0.0) + dt
+        self.mig_unallocated_ratio = unallocated_share(self.device_name, reading)
 
     def _advise(
         self, reading: Reading, cls: BottleneckClass, dt: float, held: bool, value: float | None
@@ -95,16 +119,13 @@ class Efficiency:
         if self._peak_memory is None or self._peak_activity is None:
             self._peak_memory = WindowPeak(self.advice_window_seconds)
             self._peak_activity = WindowPeak(self.advice_window_seconds)
-        memory = sum(p.used_memory_bytes or 0 for p in reading.processes)
-        self._peak_memory.add(now, float(memory))
-        self._peak_activity.add(now, value or 0.0)
-        if reading.mig_devices or (not reading.processes and not self._mix_seconds):
-            self.right_size = None
-        else:
-            self.right_size = smallest_profile(
-                self.model, self._peak_memory.peak() or 0.0, self._peak_activity.peak() or 0.0
-            )
+        memory = work_memory(reading)  # an unknown sample makes the window's peak unknown
+        self._peak_memory.add(now, math.inf if memory is None else float(memory))
+        self._peak_activity.add(now, math.inf if value is None else value)
+        self.right_size = self._right_size(reading)
         share = self.class_share()
+        if cls is BottleneckClass.UNKNOWN and not any(share.values()):
+            share = {BottleneckClass.UNKNOWN: 1.0}  # the first reading: nothing else known
         idle_seconds = self._mix_seconds[BottleneckClass.IDLE]
         self.advice = advise(
             share,
@@ -112,7 +133,24 @@ class Efficiency:
             self._mix_idle_held / idle_seconds if idle_seconds > 0 else 0.0,
             self.underutilization_ratio,
             self.right_size,
+            self.no_activity_advice,
         )
+        unheld = self.mig_unallocated_ratio
+        if unheld and self.advice.code not in ("release_idle_allocation", "add_activity_data"):
+            # the GPU-wide class mixes in slices nobody can use: that is the waste to name
+            self.advice = unallocated_advice(unheld, self.device_name)
+
+    def _right_size(self, reading: Reading) -> RightSize | None:
+        """Only from observed work and known memory: a GPU that did nothing, or whose work's
+        memory is unknown at some point of the window, fits no slice anyone can name."""
+        assert self._peak_memory is not None and self._peak_activity is not None
+        worked = any(self._mix_seconds[c] > 0 for c in BUSY_CLASSES)
+        memory, value = self._peak_memory.peak(), self._peak_activity.peak()
+        if reading.mig_devices or not worked or memory is None or value is None:
+            return None
+        if math.isinf(memory) or math.isinf(value):
+            return None
+        return smallest_profile(self.model, memory, value)
 
     def class_share(self) -> dict[BottleneckClass, float]:
         """Share of the advice window's time in each class."""

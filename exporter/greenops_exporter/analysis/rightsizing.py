@@ -11,10 +11,20 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..backends.base import Reading
 from ..gpu_models import GpuModel
 from .bottleneck import BottleneckClass
 
 HEADROOM = 1.1
+BUSY_CLASSES = (
+    BottleneckClass.COMPUTE,
+    BottleneckClass.MEMORY,
+    BottleneckClass.IO,
+    BottleneckClass.OVERHEAD,
+)
+NO_ACTIVITY_ADVICE = (
+    "no activity data: this GPU reports no utilisation, so no class, idle waste or right-sizing"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +51,15 @@ def smallest_profile(
     if best.compute_slices >= 7:
         return None
     return RightSize(best.name, 1.0 - best.compute_slices / 7)
+
+
+def work_memory(reading: Reading) -> int | None:
+    """The memory the work holds: its processes' where every one is known, else (no process
+    listed) the GPU's used memory, the driver's reservation included; None when unknown."""
+    if reading.processes:
+        used = [p.used_memory_bytes for p in reading.processes]
+        return None if any(u is None for u in used) else sum(u or 0 for u in used)
+    return reading.memory_used_bytes
 
 
 class WindowPeak:
@@ -73,8 +92,12 @@ def advise(
     idle_with_holder_share: float,
     underutilization: float | None,
     right_size: RightSize | None,
+    no_activity_advice: str = NO_ACTIVITY_ADVICE,
 ) -> Advice:
-    """One recommendation, the most valuable first."""
+    """One recommendation, the most valuable first; none drawn from a class mix that is
+    mostly unknown (no verdict without data)."""
+    if class_share.get(BottleneckClass.UNKNOWN, 0.0) >= 0.5:
+        return Advice("add_activity_data", no_activity_advice)
     if stranded_bytes > 0:
         return Advice(
             "release_idle_allocation",
@@ -87,9 +110,7 @@ def advise(
             "release_idle_allocation",
             "idle most of the time while a process holds it: release the GPU between jobs",
         )
-    busy: dict[BottleneckClass, float] = {
-        c: s for c, s in class_share.items() if c is not BottleneckClass.IDLE
-    }
+    busy: dict[BottleneckClass, float] = {c: s for c, s in class_share.items() if c in BUSY_CLASSES}
     top = max(busy, key=lambda c: busy[c]) if busy and max(busy.values()) > 0 else None
     slice_hint = f", or run it on a MIG {right_size.profile} slice" if right_size else ""
     if top is BottleneckClass.OVERHEAD and busy[BottleneckClass.OVERHEAD] >= idle:

@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..backends.base import ProcessReading, Reading
+from .bottleneck import engine_activity
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +21,10 @@ class WasteSettings:
 
 
 def activity(reading: Reading) -> float | None:
-    """SM activity where GPM offers it (the honest one), else utilisation."""
+    """SM activity where GPM offers it (the honest one), else engine activity or utilisation."""
     if reading.gpm is not None and reading.gpm.sm_active is not None:
         return reading.gpm.sm_active
-    return reading.utilization_gpu
+    return engine_activity(reading)
 
 
 def underutilization(mean_activity: float, target: float) -> float:
@@ -60,5 +61,8 @@ class ActivityWindow:
 
 
 def holders(reading: Reading) -> tuple[ProcessReading, ...]:
-    """Processes holding memory (a context at least) on the GPU."""
-    return tuple(p for p in reading.processes if (p.used_memory_bytes or 0) > 0)
+    """Processes holding memory (a context at least) on the GPU; one whose memory is unknown
+    (a pod on a dcgm-exporter page without framebuffer fields) still holds the GPU."""
+    return tuple(
+        p for p in reading.processes if p.used_memory_bytes is None or p.used_memory_bytes > 0
+    )

@@ -79,9 +79,14 @@ def analyze_window(
     total = sum(samples.values())
     share = {c: (n / total if total else 0.0) for c, n in samples.items()}
     per_op = energy.energy_joules / ops if ops else None
-    # no sample inside the window: nothing was seen of its work, so no right-sizing or
-    # advice (what the accounts hold then is the neighbouring samples')
+    # no sample inside the window: nothing was seen of its work, so no class, idle energy,
+    # right-sizing or advice (what the accounts hold then is the neighbouring samples'):
+    # its interpolated energy is booked as unknown
     seen = total > 0
+    if not seen:
+        by_class = dict.fromkeys(BottleneckClass, 0.0)
+        by_class[BottleneckClass.UNKNOWN] = energy.energy_joules
+        idle_none = idle_held = 0.0
     return WindowReport(
         energy=energy,
         class_share=share,

@@ -50,6 +50,7 @@ def choose_backend(
     replay_loop: bool = True,
     dcgm_url: str = "http://127.0.0.1:9400/metrics",
     dcgm_timeout: float = 0.5,
+    dcgm_kubernetes: bool | None = None,
     nvml: ModuleType | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Backend, str]:
@@ -62,7 +63,8 @@ def choose_backend(
     if kind == "dcgm":  # only when asked: a page on :9400 is no proof of whose GPUs it shows
         from .dcgm import DcgmBackend
 
-        return DcgmBackend(dcgm_url, dcgm_timeout, clock), f"configured: dcgm ({dcgm_url})"
+        backend = DcgmBackend(dcgm_url, dcgm_timeout, clock, kubernetes=dcgm_kubernetes)
+        return backend, f"configured: dcgm ({dcgm_url})"
     if kind == "replay":
         return (
             ReplayBackend(list(replay_files or []), replay_speed, replay_loop, clock),

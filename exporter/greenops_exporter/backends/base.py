@@ -126,7 +126,11 @@ class MigReading:
     profile: str
     memory_used_bytes: int | None
     memory_total_bytes: int | None
-    sm_active: float | None = None
+    sm_active: float | None = None  # SM activity, else engine activity: the split weight
+    # the instance's own profiled ratios, where the source has them (dcgm-exporter does)
+    graphics_active: float | None = None
+    dram_active: float | None = None
+    tensor_active: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,16 @@ DEFAULT_URL = "http://127.0.0.1:9400/metrics"
 MAX_PAGE_BYTES = 16 * 1024 * 1024  # 8 GPUs x 56 MIG instances of every field: under 2 MiB
 
 
+def cache_hint(interval_seconds: float) -> str:
+    """Why a page repeats its last sample, and the dcgm-exporter flag that changes it."""
+    ms = max(round(interval_seconds * 1000), 100)
+    return (
+        "dcgm-exporter serves its cached sample between collections (every 30 s by default): "
+        f"run it with -c {ms} (DCGM_EXPORTER_INTERVAL={ms}, milliseconds) for a new sample "
+        f"every {interval_seconds:g} s"
+    )
+
+
 class FetchError(Exception):
     """One failed fetch; `operation` is 'fetch' (HTTP, network, deadline) or 'parse'."""
 
@@ -97,8 +107,10 @@ class DcgmBackend:
         url: str = DEFAULT_URL,
         timeout_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        kubernetes: bool | None = None,
     ) -> None:
         self.url = url
+        self.kubernetes = kubernetes  # None: the page says whether its pod mapping is on
         self.timeout_seconds = timeout_seconds
         self._clock = clock
         self._devices: list[_Device] = []
@@ -109,7 +121,9 @@ class DcgmBackend:
         self._up = False
         self._errors: dict[str, int] = {}
         self._health_lock = threading.Lock()  # never held across a fetch: health() is cheap
-        self._text = ""  # the last page and its parse: dcgm-exporter's cache is not parsed twice
+        # the last page and its parse: dcgm-exporter's cache is not parsed twice (None: no
+        # page yet, so that an empty first page is parsed, and refused, too)
+        self._text: str | None = None
         self._gpus: dict[str, GpuPage] = {}
         self.requests = 0
 
@@ -118,7 +132,7 @@ class DcgmBackend:
         try:
             text = fetch_page(self.url, self.timeout_seconds)
             if text != self._text:
-                self._gpus, self._text = parse_page(text), text
+                self._gpus, self._text = parse_page(text, self.kubernetes), text
         except FetchError as exc:
             return _Fetched(None, exc)
         except PageError as exc:

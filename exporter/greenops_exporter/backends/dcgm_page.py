@@ -11,15 +11,15 @@ the name. Whatever a page lacks is a capability the device lacks.
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..gpu_models import model_by_name
+from ..gpu_models import compute_slices, model_by_name, total_slices
 from .base import Capability, DeviceInfo, GpmReading, MigReading, ProcessReading, Reading, ReadPlan
+from .dcgm_refusal import refusal
 
 MIB = 1024 * 1024
 
@@ -76,8 +76,6 @@ READ_FIELDS = frozenset(
     }
 )
 
-# whole-GPU compute slices of the models whose MIG profiles do not count sevenths
-_TOTAL_SLICES = {"A30": 4}
 _ARCHITECTURES = (
     ("B200", "blackwell"),
     ("GB200", "blackwell"),
@@ -155,13 +153,17 @@ def read_lines(text: str) -> str:
     return "\n".join(keep) + "\n"
 
 
-def parse_page(text: str) -> dict[str, GpuPage]:
-    """The page's GPUs by UUID, in `gpu` label order; PageError when it is not a page."""
+def parse_page(text: str, kubernetes: bool | None = None) -> dict[str, GpuPage]:
+    """The page's GPUs by UUID, in `gpu` label order; PageError when it is not a page.
+
+    dcgm-exporter's Kubernetes mapping is one switch for the whole page: on, current
+    exporters label only the GPUs a pod holds (older ones wrote empty labels on the others),
+    so any series with a `pod` label means it is on for every GPU; `kubernetes` overrides."""
     values: dict[str, dict[Key, float | None]] = {}
     labels: dict[str, dict[str, str]] = {}
     profiles: dict[str, dict[int, str]] = {}
     pods: dict[str, set[Pod]] = {}
-    kubernetes: set[str] = set()
+    mapped = False
     try:
         for family in text_string_to_metric_families(read_lines(text)):
             if not family.name.startswith("DCGM_FI_"):
@@ -176,7 +178,7 @@ def parse_page(text: str) -> dict[str, GpuPage]:
                 if gi is not None:
                     profiles.setdefault(uuid, {})[gi] = sample.labels.get("GPU_I_PROFILE", "")
                 if "pod" in sample.labels:
-                    kubernetes.add(uuid)
+                    mapped = True
                     if sample.labels["pod"]:
                         pods.setdefault(uuid, set()).add(
                             (
@@ -189,7 +191,8 @@ def parse_page(text: str) -> dict[str, GpuPage]:
     except ValueError as exc:
         raise PageError(f"not a metrics page: {exc}") from exc
     if not values:
-        raise PageError("no DCGM_FI_* series with a UUID label: is this dcgm-exporter?")
+        raise PageError(refusal(text, READ_FIELDS))
+    on = mapped if kubernetes is None else kubernetes
     gpus = [
         GpuPage(
             uuid=uuid,
@@ -197,18 +200,12 @@ def parse_page(text: str) -> dict[str, GpuPage]:
             labels=labels[uuid],
             values=values[uuid],
             profiles=profiles.get(uuid, {}),
-            pods=frozenset(pods.get(uuid, set())),
-            kubernetes=uuid in kubernetes,
+            pods=frozenset(pods.get(uuid, set())) if on else frozenset(),
+            kubernetes=on,
         )
         for i, uuid in enumerate(values)
     ]
     return {g.uuid: g for g in sorted(gpus, key=lambda g: g.index)}
-
-
-def compute_slices(profile: str) -> int:
-    """'3g.40gb' -> 3, '7g.79gb' -> 7 (the name, not a table: DCGM also writes odd sizes)."""
-    found = re.search(r"(\d+)g\.", profile)
-    return int(found.group(1)) if found else 1
 
 
 def capabilities(page: GpuPage) -> frozenset[Capability]:
@@ -221,14 +218,19 @@ def capabilities(page: GpuPage) -> frozenset[Capability]:
     return frozenset(caps)
 
 
+def _gpu_wide(page: GpuPage, name: str) -> float | None:
+    """The whole GPU's own series only: under MIG an instance's framebuffer is not the GPU's."""
+    return page.values.get((name, None)) if page.profiles else page.value(name)
+
+
 def _memory_total(page: GpuPage) -> int | None:
+    used, free = _gpu_wide(page, "DCGM_FI_DEV_FB_USED"), _gpu_wide(page, "DCGM_FI_DEV_FB_FREE")
+    if used is not None and free is not None:
+        return _mib(used + free + (_gpu_wide(page, "DCGM_FI_DEV_FB_RESERVED") or 0.0))
     if page.profiles:  # instances report only their own framebuffer, if anything
         model = model_by_name(page.labels.get("modelName", ""))
         return model.memory_bytes if model else None
-    used, free = page.value("DCGM_FI_DEV_FB_USED"), page.value("DCGM_FI_DEV_FB_FREE")
-    if used is None or free is None:
-        return None
-    return _mib(used + free + (page.value("DCGM_FI_DEV_FB_RESERVED") or 0.0))
+    return None
 
 
 def device_info(page: GpuPage) -> DeviceInfo:
@@ -254,14 +256,16 @@ def device_info(page: GpuPage) -> DeviceInfo:
 def _instance_weights(page: GpuPage) -> dict[int, float]:
     """Each GPU instance's share of the whole GPU's SMs, from its profile's compute slices."""
     name = page.labels.get("modelName", "")
-    total = next((n for key, n in _TOTAL_SLICES.items() if key in name), 7)
+    total = total_slices(name)
     return {gi: compute_slices(profile) / total for gi, profile in page.profiles.items()}
 
 
 def _whole_gpu(page: GpuPage, name: str, rate: bool) -> float | None:
-    """A per-instance profiling field as the whole GPU's: ratios weighted by each
-    instance's share of the SMs (an idle remainder counts as idle), rates summed."""
-    if not page.profiles:
+    """The whole GPU's own series where the page has one (it describes the GPU; NVIDIA's
+    docs show one beside the instances'), else the instances' as the whole GPU's: ratios
+    weighted by each instance's share of the SMs (an idle remainder counts as idle), rates
+    summed."""
+    if not page.profiles or (name, None) in page.values:
         return page.values.get((name, None))
     weights = _instance_weights(page)
     found = [(gi, page.values[(name, gi)]) for gi in weights if (name, gi) in page.values]
@@ -295,9 +299,10 @@ def _mib(value: float | None) -> int | None:
 
 def _memory_used(page: GpuPage) -> int | None:
     """Like NVML's `used`, which counts the driver's reservation (DCGM reports it apart)."""
-    if not page.profiles:
-        used = page.value("DCGM_FI_DEV_FB_USED")
-        return _mib(None if used is None else used + (page.value("DCGM_FI_DEV_FB_RESERVED") or 0))
+    used = _gpu_wide(page, "DCGM_FI_DEV_FB_USED")
+    if used is not None or not page.profiles:
+        reserved = _gpu_wide(page, "DCGM_FI_DEV_FB_RESERVED") or 0.0
+        return _mib(None if used is None else used + reserved)
     total = 0.0
     for gi in page.profiles:
         used = page.values.get(("DCGM_FI_DEV_FB_USED", gi))
@@ -314,9 +319,10 @@ def mig_devices(page: GpuPage) -> tuple[MigReading, ...]:
         free = page.values.get(("DCGM_FI_DEV_FB_FREE", gi))
         reserved = page.values.get(("DCGM_FI_DEV_FB_RESERVED", gi)) or 0.0
         total = None if used is None or free is None else used + free + reserved
+        engine = page.values.get(("DCGM_FI_PROF_GR_ENGINE_ACTIVE", gi))
         active = page.values.get(("DCGM_FI_PROF_SM_ACTIVE", gi))
         if active is None:  # the share of time the instance ran a kernel: a fair split weight
-            active = page.values.get(("DCGM_FI_PROF_GR_ENGINE_ACTIVE", gi))
+            active = engine
         out.append(
             MigReading(
                 gpu_instance_id=gi,
@@ -326,6 +332,9 @@ def mig_devices(page: GpuPage) -> tuple[MigReading, ...]:
                 memory_used_bytes=_mib(used),
                 memory_total_bytes=_mib(total),
                 sm_active=active,
+                graphics_active=engine,
+                dram_active=page.values.get(("DCGM_FI_PROF_DRAM_ACTIVE", gi)),
+                tensor_active=page.values.get(("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", gi)),
             )
         )
     return tuple(out)
@@ -364,7 +373,8 @@ def reading(page: GpuPage, timestamp: float, plan: ReadPlan) -> Reading:
     """The GPU's values now. The energy counter comes with every reading whatever the plan
     says: the plan spares NVML's 4 ms call, and here the page has already paid for it."""
     v = page.value
-    utilization = _scaled(v("DCGM_FI_DEV_GPU_UTIL"), 0.01)
+    # under MIG only the whole GPU's own series: instances' read 0, unsupported (#216)
+    utilization = _scaled(_gpu_wide(page, "DCGM_FI_DEV_GPU_UTIL"), 0.01)
     if utilization is None:  # absent under MIG (#105, #430): the share of time a kernel ran
         utilization = _whole_gpu(page, "DCGM_FI_PROF_GR_ENGINE_ACTIVE", rate=False)
     reasons = page.first(CLOCK_EVENT_FIELDS)
@@ -375,7 +385,7 @@ def reading(page: GpuPage, timestamp: float, plan: ReadPlan) -> Reading:
         power_instant_watts=v("DCGM_FI_DEV_POWER_USAGE_INSTANT"),
         energy_counter_joules=_scaled(v("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"), 0.001),
         utilization_gpu=utilization,
-        utilization_memory=_scaled(v("DCGM_FI_DEV_MEM_COPY_UTIL"), 0.01),
+        utilization_memory=_scaled(_gpu_wide(page, "DCGM_FI_DEV_MEM_COPY_UTIL"), 0.01),
         memory_used_bytes=_memory_used(page),
         memory_total_bytes=_memory_total(page),
         temperature_celsius=v("DCGM_FI_DEV_GPU_TEMP"),

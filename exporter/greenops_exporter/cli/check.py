@@ -6,7 +6,8 @@ import asyncio
 import math
 from dataclasses import replace
 
-from ..backends.base import Capability, GpmReading
+from ..analysis.bottleneck import BottleneckClass, Signals
+from ..backends.base import Capability, GpmReading, Reading
 from ..backends.dcgm import DcgmBackend
 from ..backends.dcgm_page import GpuPage
 from ..collect import Collector, Snapshot
@@ -67,10 +68,21 @@ def _print_host(snap: Snapshot, config: Config) -> None:
 def _dcgm_rows(page: GpuPage) -> list[tuple[str, str]]:
     """What dcgm-exporter's page offers for one GPU, and what the exporter makes of it."""
     fields = sorted(f.removeprefix("DCGM_FI_") for f in page.fields())
+    ratios = [
+        f
+        for f in ("PROF_GR_ENGINE_ACTIVE", "PROF_DRAM_ACTIVE", "PROF_PIPE_TENSOR_ACTIVE")
+        if f in fields
+    ]
     if "PROF_SM_ACTIVE" in fields:
         signals = "gpm (DCGM_FI_PROF_SM_ACTIVE and the other profiling fields)"
+    elif "DEV_GPU_UTIL" in fields or "PROF_GR_ENGINE_ACTIVE" in fields:
+        used = f" with {', '.join(ratios)}" if ratios else ""
+        signals = f"basic (utilisation{used}); add DCGM_FI_PROF_SM_ACTIVE to dcgm-exporter's fields"
     else:
-        signals = "basic (utilisation); add DCGM_FI_PROF_SM_ACTIVE to dcgm-exporter's fields"
+        signals = (
+            "none: no activity field, so no class; add DCGM_FI_DEV_GPU_UTIL or "
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE to dcgm-exporter's fields"
+        )
     pods = ", ".join(
         f"{namespace}/{pod}/{container}" + ("" if gi is None else f" (GI {gi})")
         for gi, namespace, pod, container in sorted(page.pods, key=lambda p: (p[0] or 0, p[1:]))
@@ -84,6 +96,31 @@ def _dcgm_rows(page: GpuPage) -> list[tuple[str, str]]:
         ("class signals", signals),
         ("pods seen", pods),
     ]
+
+
+def _bottleneck(cls: BottleneckClass | None, signals: Signals | None) -> str:
+    if cls is None:
+        return "-"
+    if signals is None:
+        return f"{cls} (no activity data: no class asserted)"
+    return f"{cls} ({signals} signals)"
+
+
+def _memory(r: Reading, page: GpuPage | None, na: str) -> str:
+    """Used of total, one word where neither is known; where the page has framebuffer
+    fields but not for every GPU instance, which instances have them (so the field list
+    and the missing value do not seem to contradict each other)."""
+    used, total = r.memory_used_bytes, r.memory_total_bytes
+    if used is None and total is None:
+        text = na
+    else:
+        text = f"{_fmt(used, 2**-30, 2, ' GiB', na)} of {_fmt(total, 2**-30, 2, ' GiB', na)}"
+    if used is None and page is not None and "DCGM_FI_DEV_FB_USED" in page.fields():
+        have = [gi for name, gi in page.values if name == "DCGM_FI_DEV_FB_USED"]
+        instances = ", ".join("GPU" if gi is None else f"GI {gi}" for gi in sorted(have, key=str))
+        every = ", ".join(map(str, sorted(page.profiles)))
+        text += f" (DEV_FB_USED only for {instances} of GI {every})"
+    return text
 
 
 def _pcie(tx: int | None, rx: int | None, g: GpmReading | None, na: str) -> str:
@@ -116,10 +153,11 @@ def check(config: Config) -> int:
     na = NOT_ON_PAGE if isinstance(backend, DcgmBackend) else NOT_READ
     for position, d in enumerate(snap.devices):
         info = d.info
-        print(f"\nGPU {info.index}: {info.name}  {info.uuid}  bus {info.pci_bus_id}")
+        bus = info.pci_bus_id or na
+        print(f"\nGPU {info.index}: {info.name or na}  {info.uuid}  bus {bus}")
         print(
-            f"  architecture {info.architecture}, driver {info.driver_version}, "
-            f"memory {info.memory_total_bytes / 2**30:.1f} GiB, "
+            f"  architecture {info.architecture}, driver {info.driver_version or na}, "
+            f"memory {_fmt(info.memory_total_bytes or None, 2**-30, 1, ' GiB', na)}, "
             f"power limit {_fmt(info.power_limit_watts, unit=' W', na=na)}, "
             f"MIG {'on' if info.mig_enabled else 'off'}"
         )
@@ -132,6 +170,7 @@ def check(config: Config) -> int:
             print(f"  read failed: {d.stale_reason}")
             continue
         g = r.gpm
+        page = backend.page(position) if isinstance(backend, DcgmBackend) else None
         rows = [
             ("power (average)", _fmt(r.power_watts, unit=" W", na=na)),
             ("power (instant)", _fmt(r.power_instant_watts, unit=" W", na=na)),
@@ -140,11 +179,7 @@ def check(config: Config) -> int:
                 "utilization gpu/mem",
                 _pair(r.utilization_gpu, r.utilization_memory, 100, 0, " %", na),
             ),
-            (
-                "memory used",
-                f"{_fmt(r.memory_used_bytes, 2**-30, 2, ' GiB', na)} of "
-                f"{_fmt(r.memory_total_bytes, 2**-30, 2, ' GiB', na)}",
-            ),
+            ("memory used", _memory(r, page, na)),
             ("temperature", _fmt(r.temperature_celsius, unit=" C", digits=0, na=na)),
             (
                 "clocks sm/mem",
@@ -169,7 +204,7 @@ def check(config: Config) -> int:
             (
                 "processes",
                 ", ".join(
-                    f"{p.pid} {p.command} {_fmt(p.used_memory_bytes, 2**-30, 2)} GiB"
+                    f"{p.pid} {p.command} {_fmt(p.used_memory_bytes, 2**-30, 2, ' GiB', na)}"
                     for p in r.processes
                 )
                 or "-",
@@ -181,7 +216,7 @@ def check(config: Config) -> int:
             ("read time", _fmt(d.read_seconds, 1000, 2, " ms")),
             (
                 "bottleneck",
-                f"{d.waste.bottleneck} ({d.waste.signals} signals)" if d.waste.bottleneck else "-",
+                _bottleneck(d.waste.bottleneck, d.waste.signals),
             ),
             (
                 "MIG right-size",
@@ -191,7 +226,6 @@ def check(config: Config) -> int:
             ),
             ("recommendation", d.waste.advice.text if d.waste.advice else "-"),
         ]
-        page = backend.page(position) if isinstance(backend, DcgmBackend) else None
         if page is not None:
             rows += _dcgm_rows(page)
         for label, value in rows:

@@ -114,7 +114,8 @@ def backend_from(config: Config) -> tuple[Backend, str]:
             replay_speed=b.replay.speed,
             replay_loop=b.replay.loop,
             dcgm_url=b.dcgm.url,
-            dcgm_timeout=b.dcgm.timeout_seconds,
+            dcgm_timeout=config.dcgm_timeout,
+            dcgm_kubernetes=b.dcgm.kubernetes,
         )
     except ScenarioError as exc:
         raise ConfigError(f"backend.sim.scenario: {exc}") from exc

@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 ProcessIdentifier = Callable[[DeviceInfo, Reading, ProcessReading], ProcessReading]
 
 
+# where a GPU reports no activity, what would make it report some, by backend
+NO_ACTIVITY_ADVICE = {
+    "dcgm": "no activity data on this page: add DCGM_FI_DEV_GPU_UTIL or "
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE to dcgm-exporter's field list",
+    "nvml": "no activity data: NVML reports no utilisation for this GPU (a vGPU, or the "
+    "call fails), so no class, idle waste or right-sizing",
+}
+
+
 @dataclass
 class DeviceState:
     info: DeviceInfo
@@ -51,7 +60,7 @@ class DeviceState:
     in_flight: concurrent.futures.Future[tuple[Reading, float]] | None = None
 
     @classmethod
-    def new(cls, info: DeviceInfo, s: CollectSettings) -> DeviceState:
+    def new(cls, info: DeviceInfo, s: CollectSettings, backend: str = "nvml") -> DeviceState:
         def totals() -> ExpiringTotals[Any]:
             return ExpiringTotals(s.identity_expire_seconds)
 
@@ -62,6 +71,8 @@ class DeviceState:
                 waste=s.waste,
                 model=model_by_name(info.name),
                 advice_window_seconds=s.advice_window_seconds,
+                no_activity_advice=NO_ACTIVITY_ADVICE.get(backend, NO_ACTIVITY_ADVICE["nvml"]),
+                device_name=info.name,
             ),
             totals(),
             totals(),
@@ -126,6 +137,9 @@ class DeviceState:
             pcie_rx_bytes_total=e.traffic.rx_bytes,
             right_size=e.right_size,
             advice=e.advice,
+            instances=e.instances,
+            instance_seconds=dict(e.instance_seconds),
+            mig_unallocated_ratio=e.mig_unallocated_ratio,
         )
 
     def accept(

@@ -133,7 +133,7 @@ class Collector:
                 )
             self._next_open = self._monotonic() + self.settings.backend_retry_seconds
             return
-        self._devices = [DeviceState.new(info, self.settings) for info in infos]
+        self._devices = [DeviceState.new(info, self.settings, self.backend.name) for info in infos]
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(len(infos), 1) + 2, thread_name_prefix="greenops-read"
         )

@@ -11,6 +11,7 @@ from ..analysis.bottleneck import BottleneckClass, Signals
 from ..analysis.carbon import GreenestWindow
 from ..analysis.energy import EnergySource
 from ..analysis.inference import ModelEfficiency
+from ..analysis.mig import InstanceVerdict
 from ..analysis.rightsizing import Advice, RightSize
 from ..backends.base import DeviceInfo, ProcessReading, Reading
 from ..sources.base import SourceStatus
@@ -43,6 +44,9 @@ class Waste:
     pcie_rx_bytes_total: float = 0.0
     right_size: RightSize | None = None
     advice: Advice | None = None
+    instances: tuple[InstanceVerdict, ...] = ()  # under MIG: each instance's class and advice
+    instance_seconds: Mapping[tuple[int, str, BottleneckClass], float] = field(default_factory=dict)
+    mig_unallocated_ratio: float | None = None
 
     @property
     def stranded_bytes(self) -> int:

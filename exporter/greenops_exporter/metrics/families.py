@@ -39,11 +39,15 @@ from .names import (
     MEMORY_TOTAL,
     MEMORY_USED,
     MEMORY_UTILIZATION,
+    MIG_BOTTLENECK,
+    MIG_BOTTLENECK_SECONDS,
     MIG_INFO,
     MIG_MEMORY_TOTAL,
     MIG_MEMORY_USED,
+    MIG_RECOMMENDATION,
     MIG_RIGHTSIZE,
     MIG_RIGHTSIZE_FREED,
+    MIG_UNALLOCATED,
     NVLINK_BYTES,
     PCIE_BYTES,
     PIPE_ACTIVE,
@@ -264,8 +268,31 @@ def _render_processes(out: Families, d: DeviceSnapshot) -> None:
 
 
 def _render_mig(out: Families, d: DeviceSnapshot) -> None:
+    w = d.waste
+    for (instance, profile, cls), seconds in w.instance_seconds.items():
+        out.add(MIG_BOTTLENECK_SECONDS, seconds, d, str(instance), profile, cls.value)
     if d.reading is None or not d.up:
         return
+    out.add(MIG_UNALLOCATED, w.mig_unallocated_ratio, d)
+    for v in w.instances:
+        for cls in BottleneckClass:
+            out.add(
+                MIG_BOTTLENECK,
+                1 if cls is v.bottleneck else 0,
+                d,
+                str(v.gpu_instance_id),
+                v.profile,
+                cls.value,
+            )
+        out.add(
+            MIG_RECOMMENDATION,
+            1,
+            d,
+            str(v.gpu_instance_id),
+            v.profile,
+            v.advice.code,
+            v.advice.text,
+        )
     for m in d.reading.mig_devices:
         gi, ci = str(m.gpu_instance_id), str(m.compute_instance_id)
         out.add(MIG_INFO, 1, d, gi, ci, m.profile, m.uuid)

@@ -119,7 +119,7 @@ GPM_NVLINK_RATE = gauge(
 BOTTLENECK = gauge(
     "greenops_gpu_bottleneck",
     "1 for the class that holds the GPU back over the last interval (idle, compute, memory, "
-    "io, overhead), 0 for the others.",
+    "io, overhead; unknown where the GPU reports no activity), 0 for the others.",
     "class",
 )
 BOTTLENECK_SIGNALS = gauge(
@@ -130,12 +130,13 @@ BOTTLENECK_SIGNALS = gauge(
 )
 BOTTLENECK_SECONDS = counter(
     "greenops_gpu_bottleneck_seconds_total",
-    "Seconds the GPU spent in each bottleneck class.",
+    "Seconds the GPU spent in each bottleneck class (unknown: no activity reported).",
     "class",
 )
 BOTTLENECK_ENERGY = counter(
     "greenops_gpu_bottleneck_energy_joules_total",
-    "Joules the GPU spent in each bottleneck class.",
+    "Joules the GPU spent in each bottleneck class (unknown: no activity reported); the "
+    "classes sum to the GPU's energy.",
     "class",
 )
 IDLE_ENERGY = counter(
@@ -221,6 +222,33 @@ MIG_INFO = gauge(
     "compute_instance",
     "profile",
     "mig_uuid",
+)
+MIG_BOTTLENECK = gauge(
+    "greenops_mig_bottleneck",
+    "1 for the class that holds a MIG GPU instance back over the last interval, from its own "
+    "activity (idle, compute, memory, io, overhead, unknown), 0 for the others.",
+    "gpu_instance",
+    "profile",
+    "class",
+)
+MIG_BOTTLENECK_SECONDS = counter(
+    "greenops_mig_bottleneck_seconds_total",
+    "Seconds a MIG GPU instance spent in each bottleneck class.",
+    "gpu_instance",
+    "profile",
+    "class",
+)
+MIG_RECOMMENDATION = gauge(
+    "greenops_mig_recommendation_info",
+    "What to do about a MIG GPU instance, from its own class over the last interval; always 1.",
+    "gpu_instance",
+    "profile",
+    "code",
+    "text",
+)
+MIG_UNALLOCATED = gauge(
+    "greenops_gpu_mig_unallocated_ratio",
+    "Share of a MIG GPU's compute slices in no GPU instance (capacity nobody can use), 0..1.",
 )
 MIG_MEMORY_USED = gauge(
     "greenops_mig_memory_used_bytes",
