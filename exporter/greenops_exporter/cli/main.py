@@ -47,6 +47,7 @@ COMMANDS = (
     "greenest-window",
     "carbon-gate",
     "regions",
+    "report",
 )
 
 
@@ -184,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --as-exported: seconds between energy-counter reads (default 30)",
     )
+    from .report import add_parser as add_report
+
+    add_report(sub)
     for command in sub.choices.values():  # to say which command refuses a flag
         command.set_defaults(command_parser=command)
     return parser
@@ -254,6 +258,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 pue,
                 as_exported=exported,
             )
+        if args.command == "report":  # reads Prometheus, not the exporter's config
+            from .report import run as report
+
+            return report(args)
         config = config_from_args(args)
         logging.basicConfig(
             level=config.log_level.upper(),
