@@ -341,8 +341,8 @@ def _idle_pods(raw: Raw, p: Period, idle_hours: float) -> list[Recommendation]:
     summary = Recommendation(
         "idle_while_held",
         f"{len(rest)} more pods",
-        f"each held a GPU idle more than {idle_hours:g} h on some day (JSON lists none of "
-        "them by name: narrow with --match or --by pod)",
+        f"each held a GPU idle more than {idle_hours:g} h on some day (named with a narrower "
+        "--match)",
         first,
         last,
         sum(r.evidence_hours for r in rest),

@@ -73,7 +73,7 @@ def charts(r: Report) -> list[tuple[str, str]]:
     ax.set_xticks(range(0, len(days), max(1, len(days) // 6)))
     ax.set_xticklabels(days[:: max(1, len(days) // 6)], fontsize=8)
     ax.set_ylabel(f"{r.currency} per {'day' if r.bucket_seconds == 86400 else 'step'}")
-    ax.legend(loc="upper left", fontsize=7, ncol=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=7, ncol=4)
     ax.set_title("Cost trend")
     out.append(("Daily trend", _svg(fig)))
 
