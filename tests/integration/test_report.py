@@ -463,3 +463,18 @@ def test_the_readme_example_is_what_the_command_prints(
     out, _err = capsys.readouterr()
     assert out == shown
     assert "fleet GPU cost" in out and ": reconciles" in out
+
+
+def test_a_restart_inside_a_step_loses_nothing(
+    fleet: tuple[str, Truth], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With 2 h steps on hourly samples, node-2's exporter restart falls inside a step: what
+    its counters reached before it and after both count (and the check still holds)."""
+    url, truth = fleet
+    # the first sample after the restart ends a 2 h step that also holds the last before it
+    assert SPEC.restart_step % 2 == 0 and SPEC.step_seconds == 3600
+    r, _ = report_json(url, capsys, "--step", "2h")
+    t = truth.fleet
+    assert r["fleet"]["cost"] == pytest.approx(t["energy_cost"] + t["rental_cost"], rel=REL)  # type: ignore[index]
+    assert r["fleet"]["unheld_cost"] == pytest.approx(t["holder_cost_none"], rel=REL)  # type: ignore[index]
+    assert r["check"]["ok"] is True  # type: ignore[index]

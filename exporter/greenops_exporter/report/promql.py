@@ -6,11 +6,13 @@ up to the GPUs' own. Instead each step S contributes the difference of the last 
 two consecutive steps; over a bucket these differences telescope to the counter's exact
 change, for every series alike, so sums of series reconcile to the cent:
 
-    last_over_time(m[S]) - last_over_time(m[2S] offset S) >= 0   # the step's increase
-    or last_over_time(m[S]) * 1                                  # a new series or a reset
+    A - B >= 0                      # the step's increase (A: the step's last sample,
+    or A + clamp_min(P - B, 0)      #   B: the previous one); a reset inside the step:
+    or A * 1                        #   what it reached before (P: the step's peak) and
+                                    #   after; a new series (a pod that started): from 0
 
-A new series (a pod that started) counts from 0, as does a counter that went down (the
-exporter restarted); a scrape gap of up to 2 steps is bridged. Only standard PromQL:
+A counter that went down restarted (the exporter did) once within the step; a scrape gap
+of up to 2 steps is bridged. Only standard PromQL:
 subqueries, offset, last_over_time and `or`, which Thanos, Mimir and VictoriaMetrics serve.
 """
 
@@ -31,11 +33,10 @@ def selector(metric: str, match: str, extra: str = "") -> str:
 
 def step_increase(metric: str, match: str, step: int, extra: str = "") -> str:
     m = selector(metric, match, extra)
-    a, b = window(step), window(2 * step)
-    return (
-        f"(last_over_time({m}[{a}]) - last_over_time({m}[{b}] offset {step}s) >= 0"
-        f" or last_over_time({m}[{a}]) * 1)"
-    )
+    a = f"last_over_time({m}[{window(step)}])"
+    b = f"last_over_time({m}[{window(2 * step)}] offset {step}s)"
+    peak = f"max_over_time({m}[{window(step)}])"
+    return f"({a} - {b} >= 0 or {a} + clamp_min({peak} - {b}, 0) or {a} * 1)"
 
 
 def by(labels: tuple[str, ...]) -> str:
