@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,51 @@ def test_bad_periods_and_urls_exit_2(capsys: pytest.CaptureFixture[str], tmp_pat
     with pytest.raises(SystemExit) as exit_:
         main(["report", "--prometheus", "http://x", *PERIOD, "--format", "pdf"])
     assert exit_.value.code == 2
+
+
+def test_html_without_matplotlib_says_how_to_get_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
+    with serve(lambda n, _b: (500, b"")) as (url, seen):
+        code, out, err = run(url, capsys, "--format", "html")
+    assert (code, out, seen) == (2, "", [])
+    assert "pip install 'greenops-exporter[report]'" in err
+
+
+def test_a_long_period_goes_in_chunks_the_server_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """90 days in 31-day chunks; 3 days at a 1 min step (4,320 points a query) in one."""
+    spans: list[tuple[float, float, float]] = []
+
+    def record(n: int, body: bytes) -> tuple[int, bytes]:
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        if "step" in form:
+            spans.append((float(form["start"]), float(form["end"]), float(form["step"])))
+        kind = "matrix" if "step" in form else "vector"
+        return 200, json.dumps(
+            {"status": "success", "data": {"resultType": kind, "result": []}}
+        ).encode()
+
+    with serve(record) as (url, _seen):
+        main(["report", "--prometheus", url, "--from", "2026-01-01", "--to", "2026-04-01"])
+        per_figure = {s for s in spans}
+        assert len(per_figure) == 3  # 31 + 31 + 28 days
+        assert max((e - s) / step + 1 for s, e, step in per_figure) <= 31
+        spans.clear()
+        main(
+            [
+                "report",
+                "--prometheus",
+                url,
+                "--from",
+                "2026-01-01T00:00:00Z",
+                "--to",
+                "2026-01-03T12:00:00Z",
+                "--step",
+                "1m",
+            ]
+        )
+        assert {(e - s) / step + 1 for s, e, step in spans} == {3600.0}  # 2.5 days of minutes
+    capsys.readouterr()

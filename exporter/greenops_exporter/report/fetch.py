@@ -26,6 +26,7 @@ from .promql import (
 Key = tuple[str, ...]
 Values = list[float | None]  # one per bucket; None: no answer for it
 CHUNK_SECONDS = 31 * 86400  # one call per figure for a month; longer periods in chunks
+MAX_POINTS = 10_000  # Prometheus refuses a range query of more than 11,000 points
 
 SAVING = "greenops_greenest_window_saving_ratio"
 FREED = "greenops_gpu_mig_rightsize_freed_ratio"
@@ -131,7 +132,7 @@ def fetch(
     """Every figure over the period, chunk by chunk, and the GPUs' models and MIG advice."""
     raw = Raw()
     wanted = figures(p, match, group)
-    per_chunk = max(1, CHUNK_SECONDS // p.bucket)
+    per_chunk = max(1, min(CHUNK_SECONDS // p.bucket, MAX_POINTS))
     chunks = [(i, min(i + per_chunk, p.buckets)) for i in range(0, p.buckets, per_chunk)]
     total, done = len(wanted) * len(chunks) + 2, 0
     for figure in wanted:
