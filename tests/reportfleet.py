@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import math
 import random
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
 
+from backfill import append_samples
 from greenops_exporter.analysis.attribution import PodKey
 from greenops_exporter.analysis.bottleneck import BottleneckClass
 from greenops_exporter.analysis.carbon import GreenestWindow
@@ -383,7 +382,7 @@ def write_fleet(spec: FleetSpec, out_dir: Path) -> tuple[list[Path], Truth]:
                 greenest=greenest,
             )
             text = expositions[host].encode(snap, openmetrics=True, names=FAMILIES).decode()
-            _append(text, t, files, headers_written, series, truth)
+            truth.samples += append_samples(text, t, files, headers_written, series)
     kube = out_dir / "kube_namespace_labels.om"  # as kube-state-metrics writes it
     with kube.open("w") as handle:
         handle.write(
@@ -402,47 +401,3 @@ def write_fleet(spec: FleetSpec, out_dir: Path) -> tuple[list[Path], Truth]:
         handle.close()
     truth.series = len(series)
     return [*(out_dir / f"{name}.om" for name in FAMILIES), kube], truth
-
-
-def _append(
-    text: str,
-    t: int,
-    files: dict[str, TextIO],
-    headers: set[str],
-    series: set[str],
-    truth: Truth,
-) -> None:
-    family, new = "", False
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name = line.split(" ", 3)[2]
-            family = name if name in files else f"{name}_total"
-            new = family not in headers
-            headers.add(family)
-        if line.startswith("#"):
-            if new and line != "# EOF":
-                files[family].write(line + "\n")
-            continue
-        if line:
-            series.add(line.rsplit(" ", 1)[0])
-            truth.samples += 1
-            files[family].write(f"{line} {t}\n")
-
-
-def build_tsdb(files: list[Path], tsdb: Path) -> None:
-    """Backfill every family file into one TSDB directory; blocks as long as the month
-    (promtool's default 2 h blocks make it about 100 times slower here)."""
-    for path in files:
-        subprocess.run(
-            [
-                "promtool",
-                "tsdb",
-                "create-blocks-from",
-                "openmetrics",
-                "--max-block-duration=768h",
-                str(path),
-                str(tsdb),
-            ],
-            check=True,
-            capture_output=True,
-        )

@@ -8,15 +8,8 @@ exact changes; only the order of float additions differs (rel 1e-9)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,91 +17,10 @@ import pytest
 
 from greenops_exporter.cli.main import main
 from greenops_exporter.report.render_data import CSV_COLUMNS
-from promstub import proxy, serve
-from reportfleet import (
-    ENERGY_PRICE,
-    MIG_PROFILE,
-    PUE,
-    START,
-    TEAMS,
-    FleetSpec,
-    Truth,
-    build_tsdb,
-    write_fleet,
-)
+from reportfleet import ENERGY_PRICE, MIG_PROFILE, PUE, TEAMS, Truth
+from reportprom import NEEDS_PROMETHEUS, PERIOD, REL, close, report_json
 
-PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None or shutil.which("promtool") is None, reason="needs Debian's prometheus"
-)
-REL = 1e-9
-SPEC = FleetSpec()
-PERIOD = ["--from", str(START), "--to", str(SPEC.end)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Truth]]:
-    tmp = tmp_path_factory.mktemp("report")
-    files, truth = write_fleet(SPEC, tmp / "om")
-    build_tsdb(files, tmp / "tsdb")
-    shutil.rmtree(tmp / "om")
-    (tmp / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS or "prometheus",
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            "--storage.tsdb.retention.time=100y",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / "prometheus.log").open("w"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError((tmp / "prometheus.log").read_text()[-2000:]) from None
-                time.sleep(0.2)
-        yield url, truth
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def by_namespace(fleet: tuple[str, Truth]) -> dict[str, Any]:
-    """The default report (by namespace) as JSON, run once for the tests that read it."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["report", "--prometheus", fleet[0], *PERIOD, "--format", "json"]) == 0
-    report: dict[str, Any] = json.loads(out.getvalue())
-    return report
-
-
-def report_json(
-    url: str, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[dict[str, object], str]:
-    assert main(["report", "--prometheus", url, *PERIOD, "--format", "json", *args]) == 0
-    out, err = capsys.readouterr()
-    return json.loads(out), err
-
-
-def close(a: float, b: float) -> bool:
-    return a == pytest.approx(b, rel=REL, abs=1e-6)
+pytestmark = NEEDS_PROMETHEUS
 
 
 def test_every_figure_is_what_the_fleet_accrued(
@@ -140,7 +52,7 @@ def test_every_figure_is_what_the_fleet_accrued(
     }
     assert {k: f[k] for k in expected} == pytest.approx(expected, rel=REL)
     assert f["rental_cost"] == pytest.approx(32 * 720 * 2.5, rel=REL)  # from the prices alone
-    groups = {g["name"]: g for g in r["groups"]}  # type: ignore[attr-defined]
+    groups = {g["name"]: g for g in r["groups"]}
     assert set(groups) == set(truth.by_namespace)
     for name, g in groups.items():
         n = truth.by_namespace[name]
@@ -171,7 +83,7 @@ def test_every_figure_is_what_the_fleet_accrued(
     # the three parts come from different series: each was checked against the truth above
     parts = sum(g["cost"] for g in groups.values()) + f["outside_pods_cost"] + f["unheld_cost"]
     assert abs(parts - f["cost"]) < 0.005
-    [inference] = r["inference"]  # type: ignore[misc]
+    [inference] = r["inference"]
     assert close(inference["joules_per_request"], t["inference_energy"] / t["inference_requests"])
     assert close(inference["joules_per_token"], t["inference_energy"] / t["inference_tokens"])
     days = r["trend"]
@@ -179,7 +91,7 @@ def test_every_figure_is_what_the_fleet_accrued(
     assert [d["cost"] for d in days] == pytest.approx(
         [truth.daily_cost[i] for i in range(30)], rel=REL
     )
-    notes = " ".join(r["notes"])  # type: ignore[arg-type]
+    notes = " ".join(r["notes"])
     # node-2's exporter restarted: its 8 GPUs' two cost series counted again from 0
     assert "16 cost counter series restarted from 0" in notes
 
@@ -224,9 +136,9 @@ def test_the_query_count_does_not_grow_with_pods(
 ) -> None:
     url, truth = fleet
     by_pod, _ = report_json(url, capsys, "--by", "pod")
-    assert len(by_pod["groups"]) == len(truth.by_pod) > 100  # type: ignore[arg-type]
+    assert len(by_pod["groups"]) == len(truth.by_pod) > 100
     assert by_namespace["queries"] == by_pod["queries"] == 28
-    assert by_pod["check"]["ok"] is True  # type: ignore[index]
+    assert by_pod["check"]["ok"] is True
 
 
 def test_teams_from_kube_namespace_labels_and_from_a_file(
@@ -237,7 +149,7 @@ def test_teams_from_kube_namespace_labels_and_from_a_file(
     mapping.write_text("".join(f"{ns}: {team}\n" for ns, team in TEAMS.items()))
     for extra in ([], ["--team-map", str(mapping)]):
         r, _ = report_json(url, capsys, "--by", "team", *extra)
-        groups = {g["name"]: g for g in r["groups"]}  # type: ignore[attr-defined]
+        groups = {g["name"]: g for g in r["groups"]}
         assert set(groups) == {"ml", "science", "(no team)"}
         for team in ("ml", "science"):
             members = [ns for ns, t in TEAMS.items() if t == team]
@@ -248,7 +160,7 @@ def test_teams_from_kube_namespace_labels_and_from_a_file(
             groups["(no team)"]["cost"], sum(truth.by_namespace[n]["cost"] for n in unmapped)
         )
         assert groups["(no team)"]["gap"] == "namespaces without a team"
-        assert r["check"]["ok"] is True  # type: ignore[index]
+        assert r["check"]["ok"] is True
 
 
 def test_other_groupings_and_a_match_reconcile(
@@ -256,17 +168,17 @@ def test_other_groupings_and_a_match_reconcile(
 ) -> None:
     url, truth = fleet
     r, _ = report_json(url, capsys, "--by", "gpu_model")
-    models = {g["name"]: g for g in r["groups"]}  # type: ignore[attr-defined]
+    models = {g["name"]: g for g in r["groups"]}
     assert set(models) == {"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB"}
-    assert r["check"]["ok"] is True  # type: ignore[index]
+    assert r["check"]["ok"] is True
     r, _ = report_json(url, capsys, "--by", "hostname", "--match", 'hostname="node-1"')
-    assert [g["name"] for g in r["groups"]] == ["node-1"]  # type: ignore[attr-defined]
-    assert r["fleet"]["rental_cost"] == pytest.approx(8 * 720 * 2.5, rel=REL)  # type: ignore[index]
-    assert r["check"]["ok"] is True  # type: ignore[index]
+    assert [g["name"] for g in r["groups"]] == ["node-1"]
+    assert r["fleet"]["rental_cost"] == pytest.approx(8 * 720 * 2.5, rel=REL)
+    assert r["check"]["ok"] is True
     r, _ = report_json(url, capsys, "--by", "cluster")  # a label no series has
-    [row] = r["groups"]  # type: ignore[misc]
+    [row] = r["groups"]
     assert row["name"] == "(no cluster)" and row["gap"] == "series without a cluster"
-    assert any("(no cluster)" in n for n in r["notes"])  # type: ignore[attr-defined]
+    assert any("(no cluster)" in n for n in r["notes"])
     assert close(row["cost"], truth.fleet["holder_cost_pod"])
 
 
@@ -338,143 +250,3 @@ def test_a_period_without_data_says_so(
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
     assert "no greenops cost series from 2020-01-01T00:00:00Z to 2020-01-31T00:00:00Z" in err
-
-
-def test_headers_auth_and_a_partial_answer_through_a_proxy(
-    fleet: tuple[str, Truth], by_namespace: dict[str, Any], tmp_path: Path
-) -> None:
-    """A Mimir-like front: tenant header and bearer token arrive on every query; its
-    warnings (a partial answer) are said in the report's notes, the figures kept."""
-    url, _truth = fleet
-    token = tmp_path / "token"
-    token.write_text("s3cret\n")
-    warning = "store gateway 10.0.0.7 unavailable: partial response"
-    out = tmp_path / "r.json"
-    with serve(proxy(url, warning=warning)) as (front, seen):
-        args = ["--bearer-token-file", str(token), "--header", "X-Scope-OrgID: team-a"]
-        code = main(
-            ["report", "--prometheus", front, *PERIOD, "--format", "json", "--out", str(out), *args]
-        )
-    assert code == 0
-    assert len(seen) == by_namespace["queries"]
-    assert {h["authorization"] for h in seen} == {"Bearer s3cret"}
-    assert {h["x-scope-orgid"] for h in seen} == {"team-a"}
-    r = json.loads(out.read_text())
-    assert r["notes"][0] == f"partial answer from the server: {warning}"
-    assert r["fleet"] == by_namespace["fleet"]
-    with serve(proxy(url)) as (front, seen):
-        password = tmp_path / "password"
-        password.write_text("pw\n")
-        args = ["--basic-auth-user", "me", "--basic-auth-password-file", str(password)]
-        assert main(["report", "--prometheus", front, *PERIOD, "--out", str(out), *args]) == 0
-    assert {h["authorization"] for h in seen} == {"Basic bWU6cHc="}  # base64("me:pw")
-
-
-def test_a_failure_midway_prints_no_report(
-    fleet: tuple[str, Truth], capsys: pytest.CaptureFixture[str]
-) -> None:
-    url, _truth = fleet
-    with serve(proxy(url, fail_at=9)) as (front, seen):
-        code = main(["report", "--prometheus", front, *PERIOD])
-    out, err = capsys.readouterr()
-    assert (code, out) == (1, "") and len(seen) == 9
-    assert "HTTP 502 Bad Gateway" in err
-
-
-def test_tls_with_the_endpoints_ca(
-    fleet: tuple[str, Truth], capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl makes the test certificate")
-
-    def ssl_run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=tmp_path)
-
-    ssl_run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    )
-    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl_run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=prom",
-        "-keyout",
-        "s.key",
-        "-out",
-        "s.csr",
-    )
-    ssl_run(
-        "x509",
-        "-req",
-        "-in",
-        "s.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.cnf",
-        "-out",
-        "s.crt",
-    )
-    url, _truth = fleet
-    with serve(proxy(url), tls=(tmp_path / "s.crt", tmp_path / "s.key")) as (front, _seen):
-        assert front.startswith("https://")
-        code = main(["report", "--prometheus", front, *PERIOD, "--format", "csv"])
-        out, _err = capsys.readouterr()
-        assert code == 1 and out == ""  # not trusted without the CA
-        assert "certificate verify failed" in _err
-        ca = ["--ca-file", str(tmp_path / "ca.crt")]
-        assert main(["report", "--prometheus", front, *PERIOD, "--format", "csv", *ca]) == 0
-        out, _err = capsys.readouterr()
-    assert out.splitlines()[0] == ",".join(CSV_COLUMNS)
-
-
-def test_the_readme_example_is_what_the_command_prints(
-    fleet: tuple[str, Truth], capsys: pytest.CaptureFixture[str]
-) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    command = "$ greenops-exporter report --prometheus http://prometheus:9090 "
-    start = readme.index(command)
-    line_end = readme.index("\n", start)
-    args = readme[start + len(command) : line_end].split()
-    shown = readme[line_end + 1 : readme.index("```", line_end)]
-    url, _truth = fleet
-    assert main(["report", "--prometheus", url, *args]) == 0
-    out, _err = capsys.readouterr()
-    assert out == shown
-    assert "fleet GPU cost" in out and ": reconciles" in out
-
-
-def test_a_restart_inside_a_step_loses_nothing(
-    fleet: tuple[str, Truth], capsys: pytest.CaptureFixture[str]
-) -> None:
-    """With 2 h steps on hourly samples, node-2's exporter restart falls inside a step: what
-    its counters reached before it and after both count (and the check still holds)."""
-    url, truth = fleet
-    # the first sample after the restart ends a 2 h step that also holds the last before it
-    assert SPEC.restart_step % 2 == 0 and SPEC.step_seconds == 3600
-    r, _ = report_json(url, capsys, "--step", "2h")
-    t = truth.fleet
-    assert r["fleet"]["cost"] == pytest.approx(t["energy_cost"] + t["rental_cost"], rel=REL)  # type: ignore[index]
-    assert r["fleet"]["unheld_cost"] == pytest.approx(t["holder_cost_none"], rel=REL)  # type: ignore[index]
-    assert r["check"]["ok"] is True  # type: ignore[index]

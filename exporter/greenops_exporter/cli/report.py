@@ -89,9 +89,8 @@ def _endpoint(args: argparse.Namespace) -> Any:
         raise UsageError("--basic-auth-password-file needs --basic-auth-user")
     if args.bearer_token_file is not None:
         _read(args.bearer_token_file, "token")
-    for flag, path in (("--ca-file", args.ca_file),):
-        if path is not None and not path.is_file():
-            raise UsageError(f"{flag} {path}: no such file")
+    if args.ca_file is not None and not args.ca_file.is_file():
+        raise UsageError(f"--ca-file {args.ca_file}: no such file")
     if not args.timeout > 0:
         raise UsageError(f"--timeout {args.timeout:g}: must be more than 0 seconds")
     return Endpoint(

@@ -6,13 +6,16 @@ up to the GPUs' own. Instead each step S contributes the difference of the last 
 two consecutive steps; over a bucket these differences telescope to the counter's exact
 change, for every series alike, so sums of series reconcile to the cent:
 
-    A - B >= 0                      # the step's increase (A: the step's last sample,
+    (A - B >= 0 unless resets > 0)  # the step's increase (A: the step's last sample,
     or A + clamp_min(P - B, 0)      #   B: the previous one); a reset inside the step:
     or A * 1                        #   what it reached before (P: the step's peak) and
                                     #   after; a new series (a pod that started): from 0
 
-A counter that went down restarted (the exporter did) once within the step; a scrape gap
-of up to 2 steps is bridged. Only standard PromQL:
+A counter that went down restarted (the exporter did) once within the step, even where it
+came back above the previous step's value (a counter that was 0 then: its pre-restart part
+would be lost to A - B); exact while what it counts again after the restart stays below
+its pre-restart peak, within one step's increase otherwise. A scrape gap of up to 2 steps
+is bridged. Only standard PromQL:
 subqueries, offset, last_over_time and `or`, which Thanos, Mimir and VictoriaMetrics serve.
 """
 
@@ -36,7 +39,8 @@ def step_increase(metric: str, match: str, step: int, extra: str = "") -> str:
     a = f"last_over_time({m}[{window(step)}])"
     b = f"last_over_time({m}[{window(2 * step)}] offset {step}s)"
     peak = f"max_over_time({m}[{window(step)}])"
-    return f"({a} - {b} >= 0 or {a} + clamp_min({peak} - {b}, 0) or {a} * 1)"
+    reset = f"resets({m}[{window(step)}]) > 0"
+    return f"(({a} - {b} >= 0 unless {reset}) or {a} + clamp_min({peak} - {b}, 0) or {a} * 1)"
 
 
 def by(labels: tuple[str, ...]) -> str:
