@@ -43,7 +43,12 @@ def add_parser(sub: Any) -> None:
         "from kube_namespace_labels (team), else the series' own (cluster)",
     )
     rep.add_argument("--team-map", type=Path, metavar="FILE", help="YAML: namespace: team")
-    rep.add_argument("--format", choices=FORMATS, default="text")
+    rep.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (default), markdown, csv, json, html (charts: the [report] extra)",
+    )
     rep.add_argument("--out", type=Path, metavar="FILE", help="write here (default stdout)")
     rep.add_argument("--match", default="", metavar="SELECTOR", help='e.g. cluster="prod"')
     rep.add_argument(
@@ -53,11 +58,17 @@ def add_parser(sub: Any) -> None:
         metavar="NAME: VALUE",
         help="an extra HTTP header, e.g. 'X-Scope-OrgID: tenant' (repeatable)",
     )
-    rep.add_argument("--bearer-token-file", type=Path, metavar="FILE")
-    rep.add_argument("--basic-auth-user", metavar="USER")
-    rep.add_argument("--basic-auth-password-file", type=Path, metavar="FILE")
+    rep.add_argument(
+        "--bearer-token-file", type=Path, metavar="FILE", help="send its content as a bearer token"
+    )
+    rep.add_argument("--basic-auth-user", metavar="USER", help="basic auth's user name")
+    rep.add_argument(
+        "--basic-auth-password-file", type=Path, metavar="FILE", help="basic auth's password"
+    )
     rep.add_argument("--ca-file", type=Path, metavar="FILE", help="CA bundle for https")
-    rep.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
+    rep.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per query (default 120)"
+    )
     rep.add_argument(
         "--idle-hours",
         type=float,
