@@ -82,6 +82,14 @@ def recording_rules(budgets: dict[str, Any]) -> list[dict[str, Any]]:
             "sum by (class, currency) (rate(greenops_gpu_waste_cost_total[5m]))",
         ),
         rule(
+            "holder:greenops_gpu_holder_cost:rate5m",
+            "sum by (holder, currency) (rate(greenops_gpu_holder_cost_total[5m]))",
+        ),
+        rule(
+            "namespace:greenops_pod_gpu_seconds:rate5m",
+            "sum by (namespace) (rate(greenops_pod_gpu_seconds_total[5m]))",
+        ),
+        rule(
             "namespace:greenops_pod_energy_joules:rate5m",
             "sum by (namespace) (rate(greenops_pod_energy_joules_total[5m]))",
         ),

@@ -91,5 +91,26 @@ dashboard = dashboard(
                 "{{namespace}}/{{pod}}",
             ),
         ),
+        timeseries(
+            "Cost per hour by holder",
+            "The GPUs' cost by who held them: pods, processes outside pods, nobody (unheld).",
+            "short",
+            (
+                "sum by (holder, currency)"
+                f" (rate(greenops_gpu_holder_cost_total{{{S}}}[5m])) * 3600",
+                "{{holder}} ({{currency}})",
+            ),
+            stack=True,
+        ),
+        timeseries(
+            "GPUs held by namespace",
+            "GPU-seconds held per second: how many GPUs each namespace's pods held.",
+            "short",
+            (
+                f"sum by (namespace) (rate(greenops_pod_gpu_seconds_total{{{P}}}[5m]))",
+                "{{namespace}}",
+            ),
+            stack=True,
+        ),
     ],
 )

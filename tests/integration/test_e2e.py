@@ -96,7 +96,7 @@ def test_every_alert_arrives_and_every_panel_has_data(tmp_path: Path) -> None:
     assert alerts["GreenopsStrandedGPUMemory"]["labels"]["gpu"] == "1"
     assert alerts["GreenopsGPUThrottled"]["labels"]["reason"] == "hw_thermal_slowdown"
     assert alerts["GreenopsInferenceEnergyRegression"]["labels"]["model"] == "llama"
-    assert len(panel_queries()) == 54  # every target of the five dashboards
+    assert len(panel_queries()) == 56  # every target of the five dashboards
     # the host: both sockets' RAPL packages, the GPU processes' pods' host shares (real
     # processes under the sim's pids), and the node split into GPU, CPU and DRAM by the rules
     packages = host['greenops_host_energy_joules_total{zone="package"}']

@@ -534,3 +534,48 @@ def test_sci_per_request_over_the_window() -> None:
     assert m.joules_per_request == pytest.approx(3600.0)  # 1 kWh / 1000 requests
     assert m.sci_grams_per_request == pytest.approx(0.3)  # 300 g / 1000 requests
     assert m.sci_grams_per_token == pytest.approx(0.06)  # 300 g / 5000 tokens
+
+
+def test_holders_and_pod_gpu_seconds_add_up_to_the_gpu() -> None:
+    """Each GPU's cost and seconds split by holder (pod, process outside a pod, nobody)
+    add up to the GPU's own, and a GPU shared by two pods gives each half its seconds:
+    the series the `report` command's reconciliation check stands on."""
+    pods = [
+        {"pid": 1, "pod": "a", "namespace": "n", "container": "c"},
+        {"pid": 2, "pod": "b", "namespace": "n", "container": "c"},
+    ]
+    spec = {
+        "gpus": [
+            {  # two pods: 4 s idle holding memory, then 6 s of work, then 5 s not held
+                "processes": pods,
+                "schedule": [
+                    {"phase": "stranded_memory", "seconds": 4},
+                    {"phase": "compute", "seconds": 6},
+                    {"phase": "idle", "seconds": 5},
+                ],
+                "noise": 0,
+            },
+            {  # a process outside any pod, all along
+                "processes": [{"pid": 3}],
+                "schedule": [{"phase": "compute", "seconds": 600}],
+                "noise": 0,
+            },
+        ]
+    }
+    settings = FootprintSettings(energy_price_per_kwh=0.30, rental_price_per_hour=3.6)
+    shared, outside = run_sim(spec, 16, footprint_for=lambda info: settings).devices
+    for gpu in (shared, outside):
+        total = gpu.costs.energy_cost + gpu.costs.rental_cost
+        assert sum(gpu.holder_cost.values()) == pytest.approx(total, rel=1e-12)
+        assert sum(gpu.holder_seconds.values()) == pytest.approx(15.0)  # 16 readings, 1 s apart
+    pod_cost = sum(p.cost for p in shared.pod_costs.values())
+    assert shared.holder_cost["pod"] == pytest.approx(pod_cost)
+    assert shared.holder_cost["process"] == 0.0
+    # the last 5 s without a process; the holders' 10 s split evenly between the two pods
+    assert shared.holder_seconds == pytest.approx({"pod": 10.0, "process": 0.0, "none": 5.0})
+    assert sorted(shared.pod_gpu_seconds.values()) == pytest.approx([5.0, 5.0])
+    # idle while held: the GPU's 9 idle seconds less the 5 nobody held, halved
+    assert shared.waste.class_seconds[BottleneckClass.IDLE] == pytest.approx(9.0)
+    assert sorted(shared.pod_gpu_idle_seconds.values()) == pytest.approx([2.0, 2.0])
+    assert outside.holder_seconds == pytest.approx({"pod": 0.0, "process": 15.0, "none": 0.0})
+    assert outside.pod_gpu_seconds == {}

@@ -15,7 +15,7 @@ from helpers import cli
 
 COMMAND_LIST = (
     "(commands: serve, check, analyze, record, measure, greenest-window, carbon-gate, "
-    "regions; see greenops-exporter --help)"
+    "regions, report; see greenops-exporter --help)"
 )
 
 

@@ -23,6 +23,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "metrics": ("collect.loop", "collect.device", "server", "status_page", "cli", "backends"),
     "server": ("cli",),
     "status_page": ("cli",),
+    "report": ("backends", "sources", "collect", "metrics", "server", "status_page", "cli"),
 }
 
 

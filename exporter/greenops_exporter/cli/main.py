@@ -50,6 +50,7 @@ COMMANDS = (
     "greenest-window",
     "carbon-gate",
     "regions",
+    "report",
 )
 
 
@@ -188,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --as-exported: seconds between energy-counter reads (default 30)",
     )
+    from .report import add_parser as add_report
+
+    add_report(sub)
     for command in sub.choices.values():  # to say which command refuses a flag
         command.set_defaults(command_parser=command)
     describe(sub.choices)
@@ -260,6 +264,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 pue,
                 as_exported=exported,
             )
+        if args.command == "report":  # reads Prometheus, not the exporter's config
+            from .report import run as report
+
+            return report(args)
         config = config_from_args(args)
         setup_logging(config.log_level, config.log_format)
         if args.print_config:

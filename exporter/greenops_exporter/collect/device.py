@@ -21,6 +21,9 @@ from .snapshot import Costs, DeviceSnapshot, PodCosts, Waste
 
 log = logging.getLogger(__name__)
 
+# Who held a GPU in a cycle: a pod, a process outside any pod, or nobody.
+HOLDERS = ("pod", "process", "none")
+
 # Fills in pod, namespace and container of a process (kubelet pod-resources, cgroups).
 ProcessIdentifier = Callable[[DeviceInfo, Reading, ProcessReading], ProcessReading]
 
@@ -46,6 +49,10 @@ class DeviceState:
     pod_embodied: ExpiringTotals[PodKey]
     pod_cost: ExpiringTotals[PodKey]
     pod_waste_cost: ExpiringTotals[tuple[PodKey, BottleneckClass]]
+    pod_seconds: ExpiringTotals[PodKey]
+    pod_idle_seconds: ExpiringTotals[PodKey]
+    holder_cost: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HOLDERS, 0.0))
+    holder_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HOLDERS, 0.0))
     cycle_footprint: CycleFootprint | None = None
     meter: EnergyMeter = field(default_factory=EnergyMeter)
     reading: Reading | None = None
@@ -82,6 +89,8 @@ class DeviceState:
             totals(),
             totals(),
             totals(),
+            totals(),
+            totals(),
             meter=EnergyMeter(),
         )
 
@@ -113,6 +122,10 @@ class DeviceState:
             ),
             pod_costs=self._pod_costs(),
             pod_waste_cost=self.pod_waste_cost.snapshot(),
+            holder_cost=dict(self.holder_cost),
+            holder_seconds=dict(self.holder_seconds),
+            pod_gpu_seconds=self.pod_seconds.snapshot(),
+            pod_gpu_idle_seconds=self.pod_idle_seconds.snapshot(),
         )
 
     def _pod_costs(self) -> dict[PodKey, PodCosts]:
@@ -158,7 +171,15 @@ class DeviceState:
         self.cycle_split = split(reading, joules, idle)
         cycle = self.footprint.update(joules, seconds_since, intensity, self.efficiency.current)
         self.cycle_footprint = cycle
+        if not self.cycle_split:
+            self.holder_cost["none"] += cycle.cost
+            self.holder_seconds["none"] += seconds_since
         for process, share in self.cycle_split:
+            # a GPU with no energy this cycle still costs rental: split evenly then
+            ratio = share / joules if joules > 0 else 1.0 / len(self.cycle_split)
+            holder = "pod" if process.pod else "process"
+            self.holder_cost[holder] += cycle.share(ratio).cost
+            self.holder_seconds[holder] += seconds_since / len(self.cycle_split)
             self.processes.add(
                 ProcessKey(
                     self.info.uuid,
@@ -175,10 +196,14 @@ class DeviceState:
             if process.pod:
                 pod = PodKey(process.namespace, process.pod, process.container)
                 self.pods.add(pod, share, now)
-                part = cycle.share(share / joules if joules > 0 else 0.0)
+                part = cycle.share(ratio)
                 self.pod_operational.add(pod, part.operational_grams, now)
                 self.pod_embodied.add(pod, part.embodied_grams, now)
                 self.pod_cost.add(pod, part.cost, now)
+                held = seconds_since / len(self.cycle_split)
+                self.pod_seconds.add(pod, held, now)
+                is_idle = self.efficiency.current is BottleneckClass.IDLE
+                self.pod_idle_seconds.add(pod, held if is_idle else 0.0, now)
                 if self.efficiency.current in WASTE_CLASSES:
                     self.pod_waste_cost.add((pod, self.efficiency.current), part.cost, now)
         self.reading = reading

@@ -198,6 +198,8 @@ class Collector:
                     state.pod_embodied,
                     state.pod_cost,
                     state.pod_waste_cost,
+                    state.pod_seconds,
+                    state.pod_idle_seconds,
                 ):
                     totals.expire(now)
             for binding in self.inference:

@@ -90,6 +90,10 @@ class DeviceSnapshot:
     costs: Costs = field(default_factory=Costs)
     pod_costs: Mapping[PodKey, PodCosts] = field(default_factory=dict)
     pod_waste_cost: Mapping[tuple[PodKey, BottleneckClass], float] = field(default_factory=dict)
+    holder_cost: Mapping[str, float] = field(default_factory=dict)  # pod | process | none
+    holder_seconds: Mapping[str, float] = field(default_factory=dict)
+    pod_gpu_seconds: Mapping[PodKey, float] = field(default_factory=dict)
+    pod_gpu_idle_seconds: Mapping[PodKey, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from .names_accounts import (
     GREENEST_SAVING,
     GREENEST_START,
     GRID_INTENSITY,
+    HOLDER_COST,
+    HOLDER_SECONDS,
     INFERENCE_CARBON,
     INFERENCE_ENERGY,
     INFERENCE_JOULES_PER_REQUEST,
@@ -24,6 +26,8 @@ from .names_accounts import (
     INFERENCE_TOKENS,
     POD_CARBON,
     POD_COST,
+    POD_GPU_IDLE_SECONDS,
+    POD_GPU_SECONDS,
     POD_WASTE_COST,
 )
 
@@ -71,6 +75,14 @@ def render_carbon(out: Families, snap: Snapshot) -> None:
         out.add(GPU_COST, c.rental_cost, d, "rental", c.currency)
         for cls, cost in c.waste_cost.items():
             out.add(GPU_WASTE_COST, cost, d, cls.value, c.currency)
+        for holder, cost in d.holder_cost.items():
+            out.add(HOLDER_COST, cost, d, holder, c.currency)
+        for holder, seconds in d.holder_seconds.items():
+            out.add(HOLDER_SECONDS, seconds, d, holder)
+        for pod, seconds in d.pod_gpu_seconds.items():
+            out.add(POD_GPU_SECONDS, seconds, d, pod.namespace, pod.pod, pod.container)
+        for pod, seconds in d.pod_gpu_idle_seconds.items():
+            out.add(POD_GPU_IDLE_SECONDS, seconds, d, pod.namespace, pod.pod, pod.container)
         for pod, pc in d.pod_costs.items():
             labels = (pod.namespace, pod.pod, pod.container)
             out.add(POD_CARBON, pc.operational_grams, d, *labels, "operational")

@@ -96,6 +96,35 @@ POD_WASTE_COST = counter(
     "class",
     "currency",
 )
+HOLDER_COST = counter(
+    "greenops_gpu_holder_cost_total",
+    "The GPU's energy and rental cost by who held it: pods (holder=pod, the sum of "
+    "greenops_pod_cost_total), processes outside any pod (holder=process) and nobody "
+    "(holder=none: no process had a context); the holders add up to greenops_gpu_cost_total.",
+    "holder",
+    "currency",
+)
+HOLDER_SECONDS = counter(
+    "greenops_gpu_holder_seconds_total",
+    "Seconds the GPU was held, by holder (pod, process outside a pod, none); a GPU shared "
+    "by n processes gives each 1/n of the time, so the holders add up to the GPU's seconds.",
+    "holder",
+)
+POD_GPU_SECONDS = counter(
+    "greenops_pod_gpu_seconds_total",
+    "GPU-seconds a pod's container held this GPU: a GPU shared by n processes gives each "
+    "1/n of the time (never a shared GPU charged as whole).",
+    "namespace",
+    "pod",
+    "container",
+)
+POD_GPU_IDLE_SECONDS = counter(
+    "greenops_pod_gpu_idle_seconds_total",
+    "The part of greenops_pod_gpu_seconds_total in which the GPU was idle (held, no work).",
+    "namespace",
+    "pod",
+    "container",
+)
 GRID_INTENSITY = gauge(
     "greenops_grid_carbon_intensity_grams_per_kwh",
     "The grid carbon intensity in force, in gCO2e/kWh, and where it came from (a live API or "
