@@ -171,6 +171,8 @@ ABOUT = {
     "under it, 3 (defer) over it, 1 when no intensity is known.",
     "regions": "The carbon of --energy-kwh in each zone of the static table (or --regions), "
     "greenest first, with each figure's source and year.",
+    "report": "What each group's GPUs cost, used, wasted and emitted over a period, from "
+    "Prometheus, reconciled to the fleet's GPU cost, and what to change.",
     "analyze": "Energy, mean power, class mix, waste, joules per operation, right-sizing and "
     "advice for windows of a recording, through the live exporter's own analysis.",
 }
