@@ -30,6 +30,8 @@ from typing import Any
 
 import pynvml as real
 
+from fakenvml_nvitop import NvitopCalls
+
 FIXTURES = Path(__file__).parent / "fixtures" / "h100"
 COSTS = Path(__file__).parent / "fixtures" / "nvml_costs"
 SAMPLE_PERIOD_US = 20_000  # the driver samples power at 50 Hz
@@ -116,8 +118,12 @@ class _Proc:
         self.computeInstanceId = 0xFFFFFFFF
 
 
-class FakeNvml(types.ModuleType):
-    """`devices` GPUs, all replaying the same recording from one shared cursor."""
+class FakeNvml(NvitopCalls, types.ModuleType):
+    """`devices` GPUs, all replaying the same recording from one shared cursor.
+
+    `_PrintableStructure` without `_nvmlGetFunctionPointer` makes nvitop skip the patches
+    through which it calls libnvidia-ml by ctypes pointer, so that it too reads the
+    stand-in (by these pynvml names)."""
 
     def __init__(
         self,
@@ -129,11 +135,14 @@ class FakeNvml(types.ModuleType):
         for name in dir(real):
             if name.startswith(("NVML", "c_nvml", "nvmlClocksEventReason", "struct_c_nvml")):
                 setattr(self, name, getattr(real, name))
+        for name in ("nvmlExceptionClass", "_PrintableStructure", "nvmlStructToFriendlyObject"):
+            setattr(self, name, getattr(real, name))
         self.trace = trace if trace is not None else load_trace()
         self.probe = probe if probe is not None else load_probe()
         self.device_count = devices
         self.cursor = 0
         self.calls: Counter[str] = Counter()
+        self.charged: Counter[str] = Counter()  # cost-table entries charged (see load_costs)
         self.initialized = False
         self.library_missing = False
         self.lost: set[int] = set()
@@ -161,6 +170,11 @@ class FakeNvml(types.ModuleType):
         for name in dir(type(self)):
             if name.startswith("nvml"):
                 setattr(self, name, functools.partial(self._metered, getattr(self, name)))
+
+    def cost_ms(self, charged: dict[str, int]) -> float:
+        """The CPU the cost table charges for these entries (a `charged` count or a
+        difference of two), in ms."""
+        return sum(n * self.costs.get(k, self.default_cost_ms) for k, n in charged.items())
 
     def _metered(self, call: Any, *args: Any) -> Any:
         local = self._local
@@ -193,6 +207,7 @@ class FakeNvml(types.ModuleType):
         call returns (`_metered`)."""
         if self.costs:
             self._local.debt += self.costs.get(name, self.default_cost_ms) / 1000.0
+            self.charged[name] += 1
 
     def _enter(self, name: str, handle: Any = None) -> None:
         self.calls[name] += 1
