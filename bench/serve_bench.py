@@ -62,8 +62,12 @@ class Result:
 class Running:
     """One exporter process on the stand-in."""
 
-    def __init__(self, exporter: str, gpus: int, load: str, pid: int, tmp: Path) -> None:
+    def __init__(
+        self, exporter: str, gpus: int, load: str, pid: int, tmp: Path, standin: bool = True
+    ) -> None:
+        """`standin=False` runs the exporter itself, on whatever GPUs the machine has."""
         self.exporter = exporter
+        self.standin = standin
         self.port = free_port()
         self.calls_file = tmp / f"{exporter}-{gpus}-{load}.json"
         if exporter == "greenops":
@@ -73,10 +77,14 @@ class Running:
             args = ["--bind-address", "127.0.0.1", "--port", str(self.port), "--interval", "1"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("GREENOPS_")}
         env["PYTHONPATH"] = str(ROOT / "exporter")
-        cmd = [sys.executable, str(ROOT / "bench" / "standin.py"), "--devices", str(gpus)]
-        cmd += ["--load", load, "--pid", str(pid), "--calls-file", str(self.calls_file)]
+        if standin:
+            cmd = [sys.executable, str(ROOT / "bench" / "standin.py"), "--devices", str(gpus)]
+            cmd += ["--load", load, "--pid", str(pid), "--calls-file", str(self.calls_file)]
+            cmd.append(exporter)
+        else:
+            cmd = [sys.executable, "-m", f"{exporter}_exporter"]
         self.proc = subprocess.Popen(
-            [*cmd, exporter, *args],
+            [*cmd, *args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -120,6 +128,8 @@ class Running:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """The stand-in's call and charge counts so far (it writes them on SIGUSR1)."""
+        if not self.standin:
+            return {"calls": {}, "charged": {}}
         self.calls_file.unlink(missing_ok=True)
         self.proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 10

@@ -35,6 +35,7 @@ from ..sources.carbon_intensity import CarbonChain
 from .clock import FixedRate
 from .device import DeviceState, ProcessIdentifier
 from .grid import GridInForce
+from .handoff import all_done
 from .host import HostCollection
 from .settings import CollectSettings
 from .snapshot import InferenceSnapshot, Snapshot
@@ -317,7 +318,7 @@ class Collector:
         now = self._monotonic()
         for state in self._devices:
             state.cycle_joules, state.cycle_split, state.cycle_footprint = 0.0, [], None
-        pending: dict[asyncio.Future[tuple[Reading, float]], DeviceState] = {}
+        pending: dict[concurrent.futures.Future[tuple[Reading, float]], DeviceState] = {}
         for index, state in enumerate(self._devices):
             if state.in_flight is not None and not state.in_flight.done():
                 # Still stuck in last cycle's read: never pile a second thread on it.
@@ -327,12 +328,16 @@ class Collector:
             plan = self._plan(state, now)
             submitted = self._executor.submit(self._timed_read, index, plan)
             state.in_flight = submitted
-            pending[asyncio.wrap_future(submitted)] = state
+            pending[submitted] = state
             if plan.energy_counter:
                 state.last_anchor = now
         if not pending:
             return
-        done, not_done = await asyncio.wait(pending, timeout=self.settings.device_timeout_seconds)
+        waiter = all_done(pending, asyncio.get_running_loop())  # one wake-up, not one per GPU
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout=self.settings.device_timeout_seconds)
+        done = [f for f in pending if f.done()]
+        not_done = [f for f in pending if not f.done()]
         for late in not_done:
             state = pending[late]
             state.count("deadline")
