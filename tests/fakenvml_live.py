@@ -17,7 +17,7 @@ from typing import Any
 
 import pynvml as real
 
-from fakenvml import SAMPLE_BUFFER, SAMPLE_PERIOD_US, FakeNvml
+from fakenvml import SAMPLE_BUFFER, SAMPLE_PERIOD_US, FakeNvml, sample_array
 
 
 def phase_rows(trace: list[dict[str, Any]], phase: str) -> range:
@@ -113,18 +113,15 @@ class LiveFakeNvml(FakeNvml):
         passes, row = self.position()
         count = len(self._loop_samples)
         end = passes * count + bisect.bisect_right(self._loop_rows, row)
-        out = []
+        out: list[tuple[int, int]] = []
         for v in range(end - 1, max(end - SAMPLE_BUFFER, 0) - 1, -1):
             p, i = divmod(v, count)
             stamp, mw, _row = self._loop_samples[i]
             stamp += p * self.loop_us
             if stamp <= last_seen_us:
                 break
-            sample = real.c_nvmlSample_t()
-            sample.timeStamp = stamp
-            sample.sampleValue.uiVal = mw
-            out.append(sample)
+            out.append((stamp, mw))
         if not out:
             self._raise(real.NVML_ERROR_NOT_FOUND)
         out.reverse()
-        return real.NVML_VALUE_TYPE_UNSIGNED_INT, out
+        return real.NVML_VALUE_TYPE_UNSIGNED_INT, sample_array(out)
