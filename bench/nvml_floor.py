@@ -106,7 +106,7 @@ def sleepers(seconds: float, standin: bool) -> dict[str, dict[str, float]]:
         ps = psutil.Process(proc.pid)
         t0, t1 = before[name], ps.cpu_times()
         out[name] = {
-            "cpu_ms_s": (t1.user + t1.system - t0.user - t0.system) * 1e3 / seconds,
+            "cpu_ms_s": max((t1.user + t1.system - t0.user - t0.system) * 1e3 / seconds, 0.0),
             "rss_mib": ps.memory_info().rss / 2**20,
         }
         proc.kill()
@@ -128,7 +128,7 @@ def call_set(seconds: float, loops: int, standin: bool) -> dict[str, float]:
     return figures
 
 
-def side_by_side(seconds: float, standin: bool) -> list[Result]:
+def side_by_side(seconds: float, standin: bool, warmup: float) -> list[Result]:
     """Step 4: both exporters at once, a window unscraped, then one scraped once a second."""
     exporters = ["greenops"]
     try:
@@ -141,7 +141,7 @@ def side_by_side(seconds: float, standin: bool) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         running = [Running(e, 1, "idle", os.getpid(), Path(tmp), standin) for e in exporters]
         try:
-            time.sleep(5)  # warm-up
+            time.sleep(warmup)
             window(running, seconds / 2, False, results)
             window(running, seconds / 2, True, results)
             for r, result in zip(running, results, strict=True):
@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="step 4's two windows")
     parser.add_argument("--standin", action="store_true", help="the stand-in, not a GPU")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds before step 4")
     args = parser.parse_args()
     started = time.monotonic()
     where = "the stand-in (trace_a2, H100 cost table)" if args.standin else "this machine's GPUs"
@@ -186,7 +187,7 @@ def main() -> None:
         f"  call set of {c['gpus']} GPU(s): once a second {c['paced_ms']:.2f} ms/s, back to "
         f"back {c['tight_ms']:.2f} ms per set (paced / tight {c['paced_ms'] / c['tight_ms']:.2f})"
     )
-    figures["exporters"] = summary(side_by_side(args.seconds, args.standin))
+    figures["exporters"] = summary(side_by_side(args.seconds, args.standin, args.warmup))
     for row in figures["exporters"]:
         print(
             f"  {row['exporter']:<9} CPU no scrapes {row['cpu_ms_s_none']:.2f} ms/s, scraped "
