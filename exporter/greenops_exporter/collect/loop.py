@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..analysis.attribution import ExpiringTotals, PodKey
 from ..analysis.host import HostSample
@@ -75,6 +75,8 @@ class Collector:
     ) -> None:
         self.carbon = carbon or CarbonChain([], "world")
         self.backend = backend
+        # a runtime Protocol check walks the class's attributes: once, not every cycle
+        self._remote = isinstance(backend, RemoteBackend)
         self.identify = identify
         self.inference = list(inference)
         self.sources: list[PolledSource[Any]] = [
@@ -247,11 +249,12 @@ class Collector:
         """Opened is up, unless the backend reads another process that can fail later (the
         dcgm-exporter page): then its last answer says, and the devices follow its page."""
         errors = dict(self._backend_errors)
-        if not self._opened or not isinstance(self.backend, RemoteBackend):
+        if not self._opened or not self._remote:
             return self._opened, errors
+        backend = cast(RemoteBackend, self.backend)
         for index, state in enumerate(self._devices):
-            state.info = self.backend.device_info(index)
-        health = self.backend.health()
+            state.info = backend.device_info(index)
+        health = backend.health()
         errors.update(health.errors)
         return health.up, errors
 
