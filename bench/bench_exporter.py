@@ -5,14 +5,10 @@ Prints figures; asserts nothing. Sizes:
   8gpu      eight H100s in mixed phases, one process each
   8gpu-mig  eight H100s with seven 1g.10gb MIG instances each and 100 processes
 With --backend nvml it measures the real GPUs instead (CPU per GPU per cycle included).
-With --nvml-costs h100 it predicts the real per-GPU CPU without a GPU: the real nvml
-backend runs against the stand-in pynvml replaying the H100 recording (trace_a2, with the
-driver's power samples), each NVML call burning the CPU it took on a real H100
-(tests/fixtures/nvml_costs/h100.json), at the defaults (1 s collection, counter every
-30 s, GPM, processes, efficiency and energy on, one Prometheus scrape every 15 s).
+What the serving process costs as the OS counts it, beside nvitop-exporter, is `make
+bench` (bench/serve_bench.py); this one times cycles in-process.
 
     python bench/bench_exporter.py [--sizes 1gpu,8gpu,8gpu-mig] [--scrapes 1000]
-    python bench/bench_exporter.py --nvml-costs h100 [--cycles 300]
 """
 
 from __future__ import annotations
@@ -230,77 +226,6 @@ def idle_cpu_share(pid: int, seconds: float) -> float:
     return (t1.user + t1.system - t0.user - t0.system) / seconds
 
 
-def import_rss() -> float:
-    """RSS (MiB) of a fresh Python that imports the serve path with no GPU present."""
-    code = (
-        "import psutil, greenops_exporter.cli.serve, greenops_exporter.server, "
-        "greenops_exporter.metrics; print(psutil.Process().memory_info().rss)"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "exporter")}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    return int(out.stdout.strip()) / 2**20
-
-
-def predicted_nvml_cpu(gpus: int, cycles: int, scrape_every: int = 15) -> tuple[float, float]:
-    """(CPU ms per GPU-second of collection, of which NVML calls) at 1 Hz collection."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fakenvml import FIXTURES, FakeNvml, load_trace
-    from greenops_exporter.backends.nvml import NvmlBackend
-
-    fake = FakeNvml(trace=load_trace(FIXTURES / "trace_a2.jsonl"), devices=gpus)
-    fake.load_costs()
-    clock = [0.0]
-    collector = Collector(
-        NvmlBackend(fake, clock=lambda: clock[0]),
-        CollectSettings(device_timeout_seconds=5.0),
-        monotonic=lambda: clock[0],
-    )
-    exposition = Exposition("bench-host")
-    rows = len(fake.trace)
-
-    async def go() -> tuple[float, float]:
-        await collector.collect_once()  # open and probe: not counted
-        calls_cpu = 0.0
-        started = time.process_time()
-        for cycle in range(cycles):
-            clock[0] += 1.0
-            fake.cursor = (fake.cursor + 10) % rows  # 1 s of the 10 Hz recording
-            await collector.collect_once()
-            if cycle % scrape_every == 0:
-                exposition.encode(collector.snapshot)
-        total = time.process_time() - started
-        for name, count in fake.calls.items():
-            calls_cpu += count * fake.costs.get(name, fake.default_cost_ms) / 1000
-        await collector.close()
-        return total, calls_cpu
-
-    total, _ = asyncio.run(go())
-    # NVML share: what the cost table burnt over the counted cycles, per cycle
-    per_call = sum(
-        count * fake.costs.get(name, fake.default_cost_ms) for name, count in fake.calls.items()
-    )
-    return total * 1e3 / cycles / gpus, per_call / (cycles + 1) / gpus
-
-
-def nvml_costs_report(cycles: int) -> None:
-    print(
-        f"\ngreenops-exporter predicted CPU on H100s (stand-in pynvml burning the measured "
-        f"H100 per-call CPU; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"{cycles} cycles)"
-    )
-    print(f"{'GPUs':>4} {'CPU ms per GPU-second':>22} {'of which NVML calls':>20}")
-    for gpus in (1, 8):
-        per_gpu, nvml = predicted_nvml_cpu(gpus, cycles)
-        print(f"{gpus:>4} {per_gpu:>22.3f} {nvml:>20.3f}")
-    print(f"\nimport RSS (serve path, no GPU): {import_rss():.1f} MiB")
-    print(
-        "\nCPU: process CPU (all threads, time.process_time) per 1 s collection cycle per GPU,"
-        "\n  at the defaults, with one /metrics encoding every 15 cycles (Prometheus at 15 s)."
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -311,15 +236,7 @@ def main() -> None:
     parser.add_argument("--spaced-scrapes", type=int, default=200)
     parser.add_argument("--cycles", type=int, default=300)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--nvml-costs",
-        choices=["h100"],
-        help="predict the per-GPU CPU on a real GPU from the measured per-call costs",
-    )
     args = parser.parse_args()
-    if args.nvml_costs:
-        nvml_costs_report(args.cycles)
-        return
 
     sizes = args.sizes.split(",") if args.backend == "sim" else ["nvml"]
     rows = []

@@ -21,6 +21,7 @@ import ctypes
 import functools
 import json
 import math
+import struct
 import threading
 import time
 import types
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pynvml as real
+
+from fakenvml_nvitop import NvitopCalls
 
 FIXTURES = Path(__file__).parent / "fixtures" / "h100"
 COSTS = Path(__file__).parent / "fixtures" / "nvml_costs"
@@ -103,6 +106,18 @@ def _power_samples(trace: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
     return out
 
 
+_SAMPLE = struct.Struct("@QI4x")  # c_nvmlSample_t: timeStamp, then the value union
+
+
+def sample_array(samples: list[tuple[int, int]]) -> list[Any]:
+    """c_nvmlSample_t structures holding (µs, mW), as pynvml returns them (a slice of a
+    ctypes array), built from bytes: the stand-in's own Python must stay well under the
+    0.05 ms the real call costs, or the bench would charge it to the exporter."""
+    raw = b"".join(_SAMPLE.pack(int(stamp), int(mw)) for stamp, mw in samples)
+    array = (real.c_nvmlSample_t * len(samples)).from_buffer_copy(raw)
+    return array[0 : len(samples)]
+
+
 class _Handle:
     def __init__(self, index: int) -> None:
         self.index = index
@@ -116,8 +131,12 @@ class _Proc:
         self.computeInstanceId = 0xFFFFFFFF
 
 
-class FakeNvml(types.ModuleType):
-    """`devices` GPUs, all replaying the same recording from one shared cursor."""
+class FakeNvml(NvitopCalls, types.ModuleType):
+    """`devices` GPUs, all replaying the same recording from one shared cursor.
+
+    `_PrintableStructure` without `_nvmlGetFunctionPointer` makes nvitop skip the patches
+    through which it calls libnvidia-ml by ctypes pointer, so that it too reads the
+    stand-in (by these pynvml names)."""
 
     def __init__(
         self,
@@ -129,11 +148,14 @@ class FakeNvml(types.ModuleType):
         for name in dir(real):
             if name.startswith(("NVML", "c_nvml", "nvmlClocksEventReason", "struct_c_nvml")):
                 setattr(self, name, getattr(real, name))
+        for name in ("nvmlExceptionClass", "_PrintableStructure", "nvmlStructToFriendlyObject"):
+            setattr(self, name, getattr(real, name))
         self.trace = trace if trace is not None else load_trace()
         self.probe = probe if probe is not None else load_probe()
         self.device_count = devices
         self.cursor = 0
         self.calls: Counter[str] = Counter()
+        self.charged: Counter[str] = Counter()  # cost-table entries charged (see load_costs)
         self.initialized = False
         self.library_missing = False
         self.lost: set[int] = set()
@@ -161,6 +183,11 @@ class FakeNvml(types.ModuleType):
         for name in dir(type(self)):
             if name.startswith("nvml"):
                 setattr(self, name, functools.partial(self._metered, getattr(self, name)))
+
+    def cost_ms(self, charged: dict[str, int]) -> float:
+        """The CPU the cost table charges for these entries (a `charged` count or a
+        difference of two), in ms."""
+        return sum(n * self.costs.get(k, self.default_cost_ms) for k, n in charged.items())
 
     def _metered(self, call: Any, *args: Any) -> Any:
         local = self._local
@@ -193,6 +220,7 @@ class FakeNvml(types.ModuleType):
         call returns (`_metered`)."""
         if self.costs:
             self._local.debt += self.costs.get(name, self.default_cost_ms) / 1000.0
+            self.charged[name] += 1
 
     def _enter(self, name: str, handle: Any = None) -> None:
         self.calls[name] += 1
@@ -329,13 +357,9 @@ class FakeNvml(types.ModuleType):
         start = max(newer, end - SAMPLE_BUFFER)
         if start >= end:
             self._raise(real.NVML_ERROR_NOT_FOUND)
-        out = []
-        for stamp, mw, _row in self._power[start:end]:
-            sample = real.c_nvmlSample_t()
-            sample.timeStamp = int(stamp)
-            sample.sampleValue.uiVal = int(mw)
-            out.append(sample)
-        return real.NVML_VALUE_TYPE_UNSIGNED_INT, out
+        return real.NVML_VALUE_TYPE_UNSIGNED_INT, sample_array(
+            [(stamp, mw) for stamp, mw, _row in self._power[start:end]]
+        )
 
     def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: list[Any]) -> Any:
         self.calls["nvmlDeviceGetFieldValues"] += 1

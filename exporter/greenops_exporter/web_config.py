@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
-import bcrypt
 import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -163,6 +162,8 @@ def basic_auth_middleware(
     bcrypt is slow on purpose (tens of ms), so it runs in a worker thread, never on the
     event loop; a successful check is remembered (keyed by an HMAC of the credentials,
     never the password itself) so that a scraper every 15 s does not pay it each time."""
+    import bcrypt  # only where basic auth is configured: 0.3 MiB the serve path spares
+
     hashes = {user: hashed.encode() for user, hashed in users.items()}
     remembered: set[bytes] = set()
     key = bcrypt.gensalt()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..analysis.attribution import ExpiringTotals, PodKey
 from ..analysis.host import HostSample
@@ -35,6 +35,7 @@ from ..sources.carbon_intensity import CarbonChain
 from .clock import FixedRate
 from .device import DeviceState, ProcessIdentifier
 from .grid import GridInForce
+from .handoff import all_done
 from .host import HostCollection
 from .settings import CollectSettings
 from .snapshot import InferenceSnapshot, Snapshot
@@ -74,6 +75,8 @@ class Collector:
     ) -> None:
         self.carbon = carbon or CarbonChain([], "world")
         self.backend = backend
+        # a runtime Protocol check walks the class's attributes: once, not every cycle
+        self._remote = isinstance(backend, RemoteBackend)
         self.identify = identify
         self.inference = list(inference)
         self.sources: list[PolledSource[Any]] = [
@@ -248,11 +251,12 @@ class Collector:
         """Opened is up, unless the backend reads another process that can fail later (the
         dcgm-exporter page): then its last answer says, and the devices follow its page."""
         errors = dict(self._backend_errors)
-        if not self._opened or not isinstance(self.backend, RemoteBackend):
+        if not self._opened or not self._remote:
             return self._opened, errors
+        backend = cast(RemoteBackend, self.backend)
         for index, state in enumerate(self._devices):
-            state.info = self.backend.device_info(index)
-        health = self.backend.health()
+            state.info = backend.device_info(index)
+        health = backend.health()
         errors.update(health.errors)
         return health.up, errors
 
@@ -319,7 +323,7 @@ class Collector:
         now = self._monotonic()
         for state in self._devices:
             state.cycle_joules, state.cycle_split, state.cycle_footprint = 0.0, [], None
-        pending: dict[asyncio.Future[tuple[Reading, float]], DeviceState] = {}
+        pending: dict[concurrent.futures.Future[tuple[Reading, float]], DeviceState] = {}
         for index, state in enumerate(self._devices):
             if state.in_flight is not None and not state.in_flight.done():
                 # Still stuck in last cycle's read: never pile a second thread on it.
@@ -329,12 +333,16 @@ class Collector:
             plan = self._plan(state, now)
             submitted = self._executor.submit(self._timed_read, index, plan)
             state.in_flight = submitted
-            pending[asyncio.wrap_future(submitted)] = state
+            pending[submitted] = state
             if plan.energy_counter:
                 state.last_anchor = now
         if not pending:
             return
-        done, not_done = await asyncio.wait(pending, timeout=self.settings.device_timeout_seconds)
+        waiter = all_done(pending, asyncio.get_running_loop())  # one wake-up, not one per GPU
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout=self.settings.device_timeout_seconds)
+        done = [f for f in pending if f.done()]
+        not_done = [f for f in pending if not f.done()]
         for late in not_done:
             state = pending[late]
             state.count("deadline")
