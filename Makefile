@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench protos rules dashboards tools grafana-schema demo clean
+.PHONY: run test lint typecheck unit bench protos rules dashboards docs tools grafana-schema demo clean
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -68,6 +68,12 @@ test: $(VENV)/.test-deps tools grafana-schema
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory docs
+
+# The documentation site (MkDocs, Material theme) into .site/; strict: a broken link or
+# anchor fails the build, and so `make test`.
+docs: $(VENV)/.test-deps
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 # Regenerate the kubelet pod-resources stubs (a test fails when they are stale).
 protos: $(VENV)/.test-deps
@@ -95,4 +101,4 @@ bench: $(VENV)/.bench-deps
 	$(PY) bench/serve_bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(GRAFANA_SCHEMA_DIR) build *.egg-info exporter/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(GRAFANA_SCHEMA_DIR) .site build *.egg-info exporter/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from documentation import documentation
+
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ROOT / "deploy" / "kustomize" / "overlays"
 VERSIONS = ("1.31.0", "1.34.0")
@@ -319,7 +321,7 @@ def test_the_readme_s_own_image_kustomization_sets_the_image(tmp_path: Path) -> 
     """issue 20: the base names an image nobody publishes. The README's kustomization (its
     `images` entry, what `kustomize edit set image` writes) renders, with the real kubectl,
     a DaemonSet running the user's image, and the base says how to build and set one."""
-    readme = (ROOT / "README.md").read_text()
+    readme = documentation()
     block = readme.split("cat > kustomization.yaml <<'YAML'\n")[1].split("YAML\n")[0]
     assert "images:" in block and "newName: REGISTRY/greenops-exporter" in block
     here = tmp_path / "mine"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from documentation import documentation
 from greenops_exporter.cli.main import main
 from greenops_exporter.report.render_data import CSV_COLUMNS
 from promstub import proxy, serve
@@ -133,7 +134,7 @@ def test_tls_with_the_endpoints_ca(
 def test_the_readme_example_is_what_the_command_prints(
     fleet: tuple[str, Truth], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = documentation()
     command = "$ greenops-exporter report --prometheus http://prometheus:9090 "
     start = readme.index(command)
     line_end = readme.index("\n", start)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from documentation import documentation
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -89,7 +91,7 @@ def live_page(tmp_path: Path) -> str:
 
 
 def readme_counts() -> dict[str, str]:
-    readme = (ROOT / "README.md").read_text()
+    readme = documentation()
     table = readme.split("### Scale-out\n")[1].split("\n\n")[1]
     rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
     return {what.strip(): count.strip() for what, count in rows}

@@ -17,6 +17,7 @@ import bcrypt
 import pytest
 from test_serve import Exporter, free_port
 
+from documentation import documentation
 from helpers import cli
 
 OPENSSL = shutil.which("openssl")
@@ -279,7 +280,7 @@ def test_the_readme_makes_a_bcrypt_hash_without_htpasswd(tmp_path: Path) -> None
 
     from greenops_exporter.web_config import load_web_config
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = documentation()
     [line] = [
         line
         for line in readme.splitlines()

@@ -6,11 +6,11 @@ import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from documentation import documentation
 from greenops_exporter.cli import build_parser, main
 
 
@@ -125,7 +125,7 @@ def test_the_readme_check_example_is_what_check_prints(
 ) -> None:
     """The README's `check --backend sim` output against the real one: the same lines with the
     same labels; the values that depend on time (energy, PCIe bytes, read time) may differ."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = documentation()
     shown = readme.split("$ greenops-exporter check --backend sim\n", 1)[1].split("```", 1)[0]
     assert main(["check", "--backend", "sim"]) == 0
     real = capsys.readouterr().out

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from documentation import documentation
 from greenops_exporter.cli import main
 from greenops_exporter.config import ConfigError, load_config
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = documentation()
 
 
 @pytest.mark.parametrize(

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from pydantic import BaseModel
 
+from documentation import documentation
 from greenops_exporter.cli import build_parser
 from greenops_exporter.config import Config
 from greenops_exporter.metrics import ALL_METRICS, COLLECTOR_NAMES
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = documentation()
 
 
 def keys(model: type[BaseModel], prefix: str = "") -> list[str]:

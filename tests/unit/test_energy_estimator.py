@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from documentation import documentation
 from fakenvml import FIXTURES
 from greenops_exporter.analysis.energy import EnergyMeter, cumulative_energy
 from greenops_exporter.as_exported import exported_series, exported_window
@@ -148,7 +149,7 @@ def test_the_readme_accuracy_table_is_what_the_code_gives(
     """README's anchor table, row by row, against phase_errors (what `analyze --as-exported`
     prints over the phases' windows): the counter reads, the worst phase and each phase, to
     the 0.01 % the table shows (it said -0.23 % where the code gives -0.25 %)."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = documentation()
     [line] = [x for x in readme.splitlines() if x.startswith(row)]
     cells = [c.strip() for c in line.strip("|").split("|")]
     errors = phase_errors(trace, phases, 1.0, anchor)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from documentation import documentation
 from fakenvml import FakeNvml
 from greenops_exporter import metrics
 from greenops_exporter.backends.nvml import NvmlBackend
@@ -290,7 +291,6 @@ def test_the_energy_counters_help_describes_the_real_method() -> None:
 def test_the_readme_names_the_process_metrics_as_exported() -> None:
     """client_python's process metrics are registered under the namespace
     greenops_exporter (cli/serve.py): the README must not call them bare `process_*`."""
-    from pathlib import Path
 
     from prometheus_client import ProcessCollector
 
@@ -298,6 +298,6 @@ def test_the_readme_names_the_process_metrics_as_exported() -> None:
     ProcessCollector(namespace="greenops_exporter", registry=registry)
     exported = {f.name for f in text_string_to_metric_families(generate_latest(registry).decode())}
     assert exported and all(n.startswith("greenops_exporter_process_") for n in exported)
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = documentation()
     assert "`process_*`" not in readme
     assert "`greenops_exporter_process_*`" in readme

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from documentation import documentation
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,7 +36,7 @@ def test_pip_installs_from_a_clone_as_the_readme_says(tmp_path: Path) -> None:
     import sys
     import zipfile
 
-    readme = (ROOT / "README.md").read_text()
+    readme = documentation()
     assert "Python 3.11 or newer" in readme
     assert "python3 -m venv .venv && .venv/bin/pip install ." in readme
     files = subprocess.run(

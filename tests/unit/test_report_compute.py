@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 
+from documentation import documentation
 from greenops_exporter.errors import UsageError
 from greenops_exporter.report import model
 from greenops_exporter.report.compute import compute, grouping
@@ -17,7 +17,7 @@ from greenops_exporter.report.period import make_period
 from greenops_exporter.report.render import render
 from greenops_exporter.report.render_data import CSV_COLUMNS
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = documentation()
 DAY = 86400
 
 

@@ -4,16 +4,16 @@ word for word, and says what the exporter does (rendered once per collection cyc
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
+from documentation import documentation
 from greenops_exporter.metrics.names_self import (
     SCRAPE_COLLECTOR_DURATION,
     SCRAPE_COLLECTOR_SUCCESS,
 )
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = documentation()
 
 
 def readme_row(name: str) -> str:
