@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from greenops_exporter import codecarbon
-from greenops_exporter.codecarbon_zones import CLOUD, COUNTRIES, where
+from greenops_exporter.commands import codecarbon
+from greenops_exporter.commands.codecarbon_zones import CLOUD, COUNTRIES, where
 from greenops_exporter.sources.carbon_static import STATIC
 from helpers import cli
 

@@ -18,9 +18,9 @@ from greenops_exporter.analysis.attribution import PodKey
 from greenops_exporter.analysis.energy import window_energy
 from greenops_exporter.backends.dcgm import DcgmBackend
 from greenops_exporter.backends.nvml import NvmlBackend
-from greenops_exporter.cli.wiring import settings_from
 from greenops_exporter.collect import Collector, Snapshot
-from greenops_exporter.config import BackendConfig, Config
+from greenops_exporter.commands.wiring import settings_from
+from greenops_exporter.config.models import BackendConfig, Config
 from helpers import EXPECTED_CLASS, PHASES
 
 TRACE = load_trace()

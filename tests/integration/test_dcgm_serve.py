@@ -24,9 +24,9 @@ from greenops_exporter.analysis.attribution import PodKey
 from greenops_exporter.analysis.waste import WasteSettings
 from greenops_exporter.backends.base import Capability
 from greenops_exporter.backends.dcgm import DcgmBackend
-from greenops_exporter.cli.wiring import settings_from
 from greenops_exporter.collect import Collector, Snapshot
-from greenops_exporter.config import BackendConfig, Config
+from greenops_exporter.commands.wiring import settings_from
+from greenops_exporter.config.models import BackendConfig, Config
 from greenops_exporter.metrics import Exposition
 
 RTX = (FIXTURES / "rtx4000ada_k8s.txt").read_text()

@@ -76,7 +76,7 @@ def test_overlays_render_and_validate(overlay: str) -> None:
     config = next(
         o for o in objects if o["kind"] == "ConfigMap" and "config.yaml" in o.get("data", {})
     )
-    from greenops_exporter.config import Config
+    from greenops_exporter.config.models import Config
 
     parsed = Config.model_validate(yaml.safe_load(config["data"]["config.yaml"]))  # valid
     assert str(parsed.host.powercap_root).startswith("/host/sys/")
@@ -120,7 +120,7 @@ def test_gpu_operator_overlay_reads_the_nodes_own_dcgm_exporter() -> None:
     assert [m["mountPath"] for m in container["volumeMounts"]] == ["/etc/greenops-exporter"]
     assert [e["name"] for e in container["env"]] == ["NODE_NAME"]  # no NVIDIA_* for a runtime
 
-    from greenops_exporter.config import Config
+    from greenops_exporter.config.models import Config
 
     [configmap] = [o for o in objects if o["kind"] == "ConfigMap"]
     config = Config.model_validate(yaml.safe_load(configmap["data"]["config.yaml"]))
@@ -258,7 +258,7 @@ def test_dockerfile_copies_what_exists_and_runs_as_non_root() -> None:
     assert any(line.startswith("USER 65532") for line in lines)
     # the HEALTHCHECK's command is run against a secured exporter in test_probes.py
     healthchecks = [line for line in lines if line.startswith("HEALTHCHECK")]
-    assert len(healthchecks) == 1 and "greenops_exporter.healthcheck" in healthchecks[0]
+    assert len(healthchecks) == 1 and "greenops_exporter.http.healthcheck" in healthchecks[0]
 
 
 def test_systemd_unit_is_hardened() -> None:

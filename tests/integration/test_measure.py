@@ -18,14 +18,14 @@ import psutil
 import pytest
 import yaml
 
-from greenops_exporter import codecarbon
 from greenops_exporter.analysis.host import ram_watts
 from greenops_exporter.backends.sim import Scenario, SimBackend
 from greenops_exporter.cli import build_parser
 from greenops_exporter.collect import CollectSettings
 from greenops_exporter.collect.settings import HostSettings
-from greenops_exporter.config import load_config
-from greenops_exporter.measure import measure
+from greenops_exporter.commands import codecarbon
+from greenops_exporter.commands.measure import measure
+from greenops_exporter.config.models import load_config
 from greenops_exporter.sources import rapl
 from greenops_exporter.sources.carbon_intensity import CarbonChain
 from helpers import REPLAY_ARGS, cli

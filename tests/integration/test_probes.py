@@ -25,7 +25,7 @@ from test_deploy import ROOT, kubectl
 from test_security import PASSWORD, make_pki, start
 from test_serve import Exporter
 
-from greenops_exporter.config import Config
+from greenops_exporter.config.models import Config
 
 OVERLAYS = ("prometheus-operator", "plain-prometheus", "reduced", "gpu-operator")
 TLS_COMPONENT = ROOT / "deploy" / "kustomize" / "components" / "tls"
@@ -168,7 +168,7 @@ def test_dockerfile_healthcheck_passes_on_a_secured_exporter(
         assert probe_passes(name, exporter.port, "/readyz")
         result = run_check(argv, exporter.port)
         assert result.returncode == 0, (name, result.stderr)
-    from greenops_exporter.healthcheck import DEFAULT_ADDRESS
+    from greenops_exporter.http.healthcheck import DEFAULT_ADDRESS
 
     assert Config().server.listen_address == DEFAULT_ADDRESS  # no variable: the same port
 

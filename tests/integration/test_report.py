@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from greenops_exporter.cli.main import main
-from greenops_exporter.report.render_data import CSV_COLUMNS
+from greenops_exporter.commands.report.render_data import CSV_COLUMNS
 from reportfleet import ENERGY_PRICE, MIG_PROFILE, PUE, TEAMS, Truth
 from reportprom import NEEDS_PROMETHEUS, PERIOD, REL, close, report_json
 

@@ -14,7 +14,7 @@ import pytest
 
 from documentation import documentation
 from greenops_exporter.cli.main import main
-from greenops_exporter.report.render_data import CSV_COLUMNS
+from greenops_exporter.commands.report.render_data import CSV_COLUMNS
 from promstub import proxy, serve
 from reportfleet import Truth
 from reportprom import NEEDS_PROMETHEUS, PERIOD, REL, SPEC, report_json

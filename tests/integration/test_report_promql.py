@@ -12,8 +12,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from greenops_exporter.report.client import Client, Endpoint
-from greenops_exporter.report.promql import bucket_increase
+from greenops_exporter.commands.report.client import Client, Endpoint
+from greenops_exporter.commands.report.promql import bucket_increase
 from reportprom import NEEDS_PROMETHEUS, free_port
 
 pytestmark = NEEDS_PROMETHEUS

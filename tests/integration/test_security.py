@@ -278,7 +278,7 @@ def test_the_readme_makes_a_bcrypt_hash_without_htpasswd(tmp_path: Path) -> None
     import shlex
     import sys
 
-    from greenops_exporter.web_config import load_web_config
+    from greenops_exporter.http.web_config import load_web_config
 
     readme = documentation()
     [line] = [

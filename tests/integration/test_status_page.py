@@ -17,7 +17,7 @@ from test_serve import Exporter
 
 from greenops_exporter.analysis.inference import ModelEfficiency, ModelTotals
 from greenops_exporter.collect import InferenceSnapshot, Snapshot
-from greenops_exporter.status_page import EnergyToday, human_energy, render_status
+from greenops_exporter.http.status_page import EnergyToday, human_energy, render_status
 
 CHROMIUM = shutil.which("chromium")
 

@@ -10,9 +10,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from greenops_exporter.backends import choose_backend
-from greenops_exporter.cli.wiring import carbon_from, settings_from
 from greenops_exporter.collect import Collector
-from greenops_exporter.config import ConfigError, load_config
+from greenops_exporter.commands.wiring import carbon_from, settings_from
+from greenops_exporter.config.models import ConfigError, load_config
 from greenops_exporter.sources.carbon_intensity import Intensity, NoIntensity
 from greenops_exporter.sources.carbon_static import STATIC, UnknownZone, parse_zone
 

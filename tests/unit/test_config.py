@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from greenops_exporter.cli import main
-from greenops_exporter.config import ConfigError, env_overrides, load_config, parse_listen_address
+from greenops_exporter.config.models import (
+    ConfigError,
+    env_overrides,
+    load_config,
+    parse_listen_address,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:

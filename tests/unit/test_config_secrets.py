@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from greenops_exporter.cli import main
-from greenops_exporter.config import ConfigError, load_config
-from greenops_exporter.web_config import load_web_config
+from greenops_exporter.config.models import ConfigError, load_config
+from greenops_exporter.http.web_config import load_web_config
 
 EM_SOURCE = "carbon:\n  sources:\n    - kind: electricitymaps\n      url: http://127.0.0.1:1\n"
 

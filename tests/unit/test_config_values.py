@@ -10,7 +10,7 @@ import pytest
 
 from documentation import documentation
 from greenops_exporter.cli import main
-from greenops_exporter.config import ConfigError, load_config
+from greenops_exporter.config.models import ConfigError, load_config
 
 README = documentation()
 

@@ -16,9 +16,9 @@ from greenops_exporter.analysis.efficiency import Efficiency
 from greenops_exporter.backends.base import Capability, Reading, ReadPlan
 from greenops_exporter.backends.dcgm import DcgmBackend
 from greenops_exporter.backends.dcgm_page import GpuPage, device_info, parse_page, reading
-from greenops_exporter.cli.wiring import backend_from
-from greenops_exporter.config import load_config
-from greenops_exporter.gpu_models import model_by_name
+from greenops_exporter.commands.wiring import backend_from
+from greenops_exporter.config.models import load_config
+from greenops_exporter.facts.gpu_models import model_by_name
 
 EXACT = 1e-9
 

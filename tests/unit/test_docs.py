@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from documentation import documentation
 from greenops_exporter.cli import build_parser
-from greenops_exporter.config import Config
+from greenops_exporter.config.models import Config
 from greenops_exporter.metrics import ALL_METRICS, COLLECTOR_NAMES
 
 README = documentation()

@@ -237,7 +237,7 @@ GIB = 1 << 30
 
 def test_smallest_profile_that_holds_the_work() -> None:
     from greenops_exporter.analysis.rightsizing import smallest_profile
-    from greenops_exporter.gpu_models import MODELS
+    from greenops_exporter.facts.gpu_models import MODELS
 
     h100, a100_40, l4 = MODELS["h100-sxm"], MODELS["a100-40gb"], MODELS["l4"]
     assert smallest_profile(h100, 8 * GIB, 0.10).profile == "1g.10gb"
@@ -315,7 +315,7 @@ def test_small_inference_is_told_to_use_a_slice() -> None:
     3g.40gb slice (3/7 of the SMs, 40 GB), as the README's `analyze` example shows: the
     live accounts say so and advise it beside batching."""
     from greenops_exporter.analysis.rightsizing import HEADROOM
-    from greenops_exporter.gpu_models import MODELS
+    from greenops_exporter.facts.gpu_models import MODELS
 
     h100 = MODELS["h100-sxm"]
     rec = load_recording(TRACE)

@@ -16,9 +16,9 @@ import pytest
 from documentation import documentation
 from fakenvml import FIXTURES
 from greenops_exporter.analysis.energy import EnergyMeter, cumulative_energy
-from greenops_exporter.as_exported import exported_series, exported_window
 from greenops_exporter.backends.base import Reading
 from greenops_exporter.backends.replay import load_recording
+from greenops_exporter.commands.as_exported import exported_series, exported_window
 
 TRACES = [("trace_a.jsonl", "phases_a.json"), ("trace_a2.jsonl", "phases_a2.json")]
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from greenops_exporter.config import ConfigError, load_config
+from greenops_exporter.config.models import ConfigError, load_config
 from greenops_exporter.sources.base import SourceError
 from greenops_exporter.sources.carbon_intensity import (
     CarbonApi,

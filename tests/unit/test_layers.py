@@ -12,19 +12,27 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "exporter" / "greenops_exporter"
 
 # plain data and helpers every layer may use
-SHARED = ("errors", "validation", "gpu_models", "backends.base", "sources.readings")
+SHARED = ("config.errors", "config.validation", "facts", "backends.base", "sources.readings")
 
-# what each layer must never import: a later layer of the flow, or I/O from a pure one
+# what each layer must never import: a later layer of the flow, or I/O from a pure one;
+# a module belongs to the longest layer name its dotted name starts with
+LATER = ("http", "commands", "cli")
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "analysis": ("backends", "sources", "collect", "metrics", "server", "status_page", "cli"),
-    "backends": ("sources", "analysis", "collect", "metrics", "server", "status_page", "cli"),
-    "sources": ("analysis", "collect", "metrics", "server", "status_page", "cli", "config"),
-    "collect": ("metrics", "server", "status_page", "web_config", "cli"),
-    "metrics": ("collect.loop", "collect.device", "server", "status_page", "cli", "backends"),
-    "server": ("cli",),
-    "status_page": ("cli",),
-    "report": ("backends", "sources", "collect", "metrics", "server", "status_page", "cli"),
+    "facts": ("analysis", "backends", "sources", "collect", "metrics", "config", *LATER),
+    "analysis": ("backends", "sources", "collect", "metrics", *LATER),
+    "backends": ("sources", "analysis", "collect", "metrics", *LATER),
+    "sources": ("analysis", "collect", "metrics", "config", *LATER),
+    "config": ("collect", "metrics", *LATER),
+    "collect": ("metrics", *LATER),
+    "metrics": ("collect.loop", "collect.device", "backends", *LATER),
+    "http": ("commands", "cli"),
+    "commands": ("cli",),
+    # the report reads Prometheus, never the exporter's own collection
+    "commands.report": ("backends", "sources", "collect", "metrics", "http", "cli"),
 }
+
+# the package's top level holds folders (the layers) and its entry points only
+TOP_LEVEL = {"__init__.py", "__main__.py", "py.typed"}
 
 
 def module_name(path: Path) -> list[str]:
@@ -62,7 +70,8 @@ def under(name: str, prefix: str) -> bool:
 
 
 def violations(path: Path) -> list[str]:
-    layer = module_name(path)[0] if module_name(path) else ""
+    here = ".".join(module_name(path))
+    layer = max((key for key in FORBIDDEN if under(here, key)), key=len, default="")
     forbidden = FORBIDDEN.get(layer, ())
     return [
         name
@@ -92,3 +101,50 @@ def test_the_check_sees_a_violation() -> None:
         assert violations(planted) == ["collect.loop.Collector", "sources.rapl"]
     finally:
         planted.unlink()
+
+
+def test_the_top_level_holds_folders_and_entry_points_only() -> None:
+    loose = sorted(p.name for p in PACKAGE.iterdir() if p.is_file() and p.name not in TOP_LEVEL)
+    assert loose == []
+    layers = {key.split(".")[0] for key in FORBIDDEN}
+    assert layers <= {p.name for p in PACKAGE.iterdir() if p.is_dir()}
+
+
+def resolve(name: str) -> str:
+    """The module an imported dotted name lives in (a name imported from a module, or the
+    module itself)."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = PACKAGE.joinpath(*parts[:end])
+        if candidate.with_suffix(".py").is_file() or (candidate / "__init__.py").is_file():
+            return ".".join(parts[:end])
+    return ""
+
+
+def import_cycles() -> list[list[str]]:
+    """Every circle of imports between the package's modules, type-only imports included
+    (a circle to a reader all the same)."""
+    graph = {
+        ".".join(module_name(p)): {resolve(n) for n in imported(p)} - {"", ".".join(module_name(p))}
+        for p in MODULES
+    }
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_no_import_circle_remains() -> None:
+    assert import_cycles() == []

@@ -17,8 +17,7 @@ from greenops_exporter import metrics
 from greenops_exporter.backends.nvml import NvmlBackend
 from greenops_exporter.backends.sim import load_scenario
 from greenops_exporter.collect import Collector, Snapshot
-from greenops_exporter.metrics import ALL_METRICS, Exposition, SnapshotCollector
-from greenops_exporter.metrics import families as families_module
+from greenops_exporter.metrics import ALL_METRICS, Exposition, SnapshotCollector, collectors
 from greenops_exporter.metrics.encode import format_value
 from helpers import run_sim
 
@@ -224,7 +223,7 @@ def test_a_failing_collector_does_not_fail_the_scrape(monkeypatch: pytest.Monkey
     def broken(out: object, snap: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(families_module._RENDERERS, "gpm", broken)
+    monkeypatch.setitem(collectors.RENDERERS, "gpm", broken)
     _, families = render(sim_snapshot())
     success = {
         s.labels["collector"]: s.value
@@ -290,7 +289,7 @@ def test_the_energy_counters_help_describes_the_real_method() -> None:
 
 def test_the_readme_names_the_process_metrics_as_exported() -> None:
     """client_python's process metrics are registered under the namespace
-    greenops_exporter (cli/serve.py): the README must not call them bare `process_*`."""
+    greenops_exporter (commands/serve.py): the README must not call them bare `process_*`."""
 
     from prometheus_client import ProcessCollector
 

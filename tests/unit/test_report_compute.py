@@ -9,13 +9,13 @@ import json
 import pytest
 
 from documentation import documentation
-from greenops_exporter.errors import UsageError
-from greenops_exporter.report import model
-from greenops_exporter.report.compute import compute, grouping
-from greenops_exporter.report.fetch import Raw
-from greenops_exporter.report.period import make_period
-from greenops_exporter.report.render import render
-from greenops_exporter.report.render_data import CSV_COLUMNS
+from greenops_exporter.commands.report import model
+from greenops_exporter.commands.report.compute import compute, grouping
+from greenops_exporter.commands.report.fetch import Raw
+from greenops_exporter.commands.report.period import make_period
+from greenops_exporter.commands.report.render import render
+from greenops_exporter.commands.report.render_data import CSV_COLUMNS
+from greenops_exporter.config.errors import UsageError
 
 README = documentation()
 DAY = 86400

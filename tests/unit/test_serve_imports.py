@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_serve_path_leaves_out_what_defaults_do_not_use() -> None:
     code = (
-        "import sys, json; import greenops_exporter.cli.serve, greenops_exporter.server, "
+        "import sys, json; import greenops_exporter.commands.serve, greenops_exporter.http.server, "
         "greenops_exporter.backends.nvml; print(json.dumps(sorted(sys.modules)))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "exporter")}

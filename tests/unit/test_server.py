@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from greenops_exporter.backends.sim import SimBackend, load_scenario
 from greenops_exporter.collect import Collector, Snapshot
+from greenops_exporter.http.server import ExpositionCache, make_app
 from greenops_exporter.metrics import Exposition
-from greenops_exporter.server import ExpositionCache, make_app
 
 
 class Clock:

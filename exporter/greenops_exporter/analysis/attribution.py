@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ..backends.base import MigReading, ProcessReading, Reading
+from greenops_exporter.backends.base import MigReading, ProcessReading, Reading
 
 
 @dataclass(frozen=True, slots=True)

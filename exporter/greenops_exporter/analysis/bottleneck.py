@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..backends.base import Reading
+from greenops_exporter.backends.base import Reading
 
 GIB = 2**30
 

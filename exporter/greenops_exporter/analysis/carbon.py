@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..sources.readings import ForecastPoint
+from greenops_exporter.sources.readings import ForecastPoint
 
 JOULES_PER_KWH = 3.6e6
 SECONDS_PER_YEAR = 365.25 * 24 * 3600

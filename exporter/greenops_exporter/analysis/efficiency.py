@@ -7,11 +7,14 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..backends.base import ProcessReading, Reading
-from ..gpu_models import GpuModel
-from .bottleneck import BottleneckClass, Signals, Thresholds, classify
-from .mig import InstanceVerdict, judge_instances, unallocated_advice, unallocated_share
-from .rightsizing import (
+from greenops_exporter.analysis.bottleneck import BottleneckClass, Signals, Thresholds, classify
+from greenops_exporter.analysis.mig import (
+    InstanceVerdict,
+    judge_instances,
+    unallocated_advice,
+    unallocated_share,
+)
+from greenops_exporter.analysis.rightsizing import (
     BUSY_CLASSES,
     NO_ACTIVITY_ADVICE,
     Advice,
@@ -21,8 +24,16 @@ from .rightsizing import (
     smallest_profile,
     work_memory,
 )
-from .traffic import TrafficMeter
-from .waste import ActivityWindow, WasteSettings, activity, holders, underutilization
+from greenops_exporter.analysis.traffic import TrafficMeter
+from greenops_exporter.analysis.waste import (
+    ActivityWindow,
+    WasteSettings,
+    activity,
+    holders,
+    underutilization,
+)
+from greenops_exporter.backends.base import ProcessReading, Reading
+from greenops_exporter.facts.gpu_models import GpuModel
 
 
 @dataclass

@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..backends.base import Reading
+from greenops_exporter.backends.base import Reading
 
 
 class EnergySource(enum.StrEnum):

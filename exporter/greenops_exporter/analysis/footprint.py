@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .bottleneck import BottleneckClass
-from .carbon import embodied_grams, energy_cost, operational_grams, rental_cost
+from greenops_exporter.analysis.bottleneck import BottleneckClass
+from greenops_exporter.analysis.carbon import (
+    embodied_grams,
+    energy_cost,
+    operational_grams,
+    rental_cost,
+)
 
 WASTE_CLASSES = (BottleneckClass.IDLE, BottleneckClass.OVERHEAD)
 

@@ -30,7 +30,7 @@ from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..sources.readings import CpuSample, ProcessCpu, Zone, ZoneSample
+from greenops_exporter.sources.readings import CpuSample, ProcessCpu, Zone, ZoneSample
 
 SPLIT_ZONES = ("package", "dram")
 ESTIMATE_ID = "estimate"  # the zone id of the package estimate

@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..sources.readings import Counts, InferenceValue
-from .carbon import sci
+from greenops_exporter.analysis.carbon import sci
+from greenops_exporter.sources.readings import Counts, InferenceValue
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..backends.base import GpmReading, MigReading, Reading
-from ..gpu_models import compute_slices, total_slices
-from .bottleneck import BottleneckClass, Thresholds, classify, engine_activity
-from .rightsizing import Advice, advise
+from greenops_exporter.analysis.bottleneck import (
+    BottleneckClass,
+    Thresholds,
+    classify,
+    engine_activity,
+)
+from greenops_exporter.analysis.rightsizing import Advice, advise
+from greenops_exporter.backends.base import GpmReading, MigReading, Reading
+from greenops_exporter.facts.gpu_models import compute_slices, total_slices
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..backends.base import Reading
-from ..gpu_models import GpuModel
-from .bottleneck import BottleneckClass
+from greenops_exporter.analysis.bottleneck import BottleneckClass
+from greenops_exporter.backends.base import Reading
+from greenops_exporter.facts.gpu_models import GpuModel
 
 HEADROOM = 1.1
 BUSY_CLASSES = (

@@ -9,7 +9,7 @@ deltas otherwise (exact only below 4 GiB per collection interval: documented).
 
 from __future__ import annotations
 
-from ..backends.base import Reading
+from greenops_exporter.backends.base import Reading
 
 WRAP_32 = 2**32
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..backends.base import ProcessReading, Reading
-from .bottleneck import engine_activity
+from greenops_exporter.analysis.bottleneck import engine_activity
+from greenops_exporter.backends.base import ProcessReading, Reading
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..backends.base import Reading
-from ..gpu_models import GpuModel
-from .bottleneck import BottleneckClass, Thresholds
-from .efficiency import Efficiency
-from .energy import WindowEnergy, window_energy
-from .rightsizing import Advice, RightSize
-from .waste import WasteSettings
+from greenops_exporter.analysis.bottleneck import BottleneckClass, Thresholds
+from greenops_exporter.analysis.efficiency import Efficiency
+from greenops_exporter.analysis.energy import WindowEnergy, window_energy
+from greenops_exporter.analysis.rightsizing import Advice, RightSize
+from greenops_exporter.analysis.waste import WasteSettings
+from greenops_exporter.backends.base import Reading
+from greenops_exporter.facts.gpu_models import GpuModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from .base import Backend
+from greenops_exporter.backends.base import Backend
 
 
 def nvml_status(nvml: ModuleType | None = None) -> tuple[bool, str]:
@@ -54,14 +54,14 @@ def choose_backend(
     nvml: ModuleType | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Backend, str]:
-    from .nvml import NvmlBackend
-    from .replay import ReplayBackend
-    from .sim import SimBackend, load_scenario
+    from greenops_exporter.backends.nvml import NvmlBackend
+    from greenops_exporter.backends.replay import ReplayBackend
+    from greenops_exporter.backends.sim import SimBackend, load_scenario
 
     if kind == "nvml":
         return NvmlBackend(nvml, clock), "configured: nvml"
     if kind == "dcgm":  # only when asked: a page on :9400 is no proof of whose GPUs it shows
-        from .dcgm import DcgmBackend
+        from greenops_exporter.backends.dcgm import DcgmBackend
 
         backend = DcgmBackend(dcgm_url, dcgm_timeout, clock, kubernetes=dcgm_kubernetes)
         return backend, f"configured: dcgm ({dcgm_url})"

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .base import (
+from greenops_exporter.backends.base import (
     BackendHealth,
     BackendUnavailable,
     DeviceInfo,
@@ -31,7 +31,13 @@ from .base import (
     Reading,
     ReadPlan,
 )
-from .dcgm_page import GpuPage, PageError, device_info, parse_page, reading
+from greenops_exporter.backends.dcgm_page import (
+    GpuPage,
+    PageError,
+    device_info,
+    parse_page,
+    reading,
+)
 
 log = logging.getLogger(__name__)
 

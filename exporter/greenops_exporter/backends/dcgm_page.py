@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..gpu_models import compute_slices, model_by_name, total_slices
-from .base import Capability, DeviceInfo, GpmReading, MigReading, ProcessReading, Reading, ReadPlan
-from .dcgm_refusal import refusal
+from greenops_exporter.backends.base import (
+    Capability,
+    DeviceInfo,
+    GpmReading,
+    MigReading,
+    ProcessReading,
+    Reading,
+    ReadPlan,
+)
+from greenops_exporter.backends.dcgm_refusal import refusal
+from greenops_exporter.facts.gpu_models import compute_slices, model_by_name, total_slices
 
 MIB = 1024 * 1024
 

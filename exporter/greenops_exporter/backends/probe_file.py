@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import DeviceInfo
+from greenops_exporter.backends.base import DeviceInfo
 
 PROBE_FILE = "probe.json"
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .base import GpmReading, ProcessReading, Reading
+from greenops_exporter.backends.base import GpmReading, ProcessReading, Reading
 
 MIB = 1024 * 1024
 

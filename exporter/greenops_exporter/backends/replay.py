@@ -15,8 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-from .base import (
+from greenops_exporter.backends.base import (
     BackendUnavailable,
     Capability,
     DeviceInfo,
@@ -24,8 +23,9 @@ from .base import (
     Reading,
     ReadPlan,
 )
-from .probe_file import recording_identity
-from .recording_format import reading_from_sample
+from greenops_exporter.backends.probe_file import recording_identity
+from greenops_exporter.backends.recording_format import reading_from_sample
+from greenops_exporter.config.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..gpu_models import MODELS
-from ..validation import format_validation_error
+from greenops_exporter.config.validation import format_validation_error
+from greenops_exporter.facts.gpu_models import MODELS
 
 MIB = 1024 * 1024
 CONTEXT_BYTES = 512 * MIB  # what a bare CUDA context holds on the recorded H100

@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..gpu_models import MODELS, GpuModel
-from .base import (
+from greenops_exporter.backends.base import (
     Capability,
     DeviceInfo,
     DeviceReadError,
@@ -31,7 +30,7 @@ from .base import (
     Reading,
     ReadPlan,
 )
-from .scenario import (
+from greenops_exporter.backends.scenario import (
     CONTEXT_BYTES,
     DRIVER_RESERVED_BYTES,
     GPU_IDLE,
@@ -46,6 +45,7 @@ from .scenario import (
     SimPhase,
     load_scenario,
 )
+from greenops_exporter.facts.gpu_models import MODELS, GpuModel
 
 __all__ = ["Scenario", "ScenarioError", "SimBackend", "load_scenario"]
 

@@ -1,5 +1,5 @@
 """Commands: serve (default), check, analyze, record, measure and the carbon commands."""
 
-from .main import build_parser, main
+from greenops_exporter.cli.main import build_parser, main
 
 __all__ = ["build_parser", "main"]

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import CollectorsConfig
+from greenops_exporter.config.models import CollectorsConfig
 
 COLLECTOR_NAMES = tuple(CollectorsConfig.model_fields)
 # flag dest -> config key path

@@ -17,16 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..config import (
-    Config,
-    ConfigError,
-    dotted_overrides,
-    effective_yaml,
-    load_config,
-)
-from ..errors import Interrupted, UsageError
-from .flags import (
+from greenops_exporter import __version__
+from greenops_exporter.cli.flags import (
     COLLECTOR_NAMES,
     FLAG_KEYS,
     FLAG_NAMES,
@@ -36,8 +28,16 @@ from .flags import (
     describe,
     server_flags,
 )
-from .logs import setup_logging
-from .usage import analyze_flags, replay_flag, unknown_command
+from greenops_exporter.cli.logs import setup_logging
+from greenops_exporter.cli.usage import analyze_flags, replay_flag, unknown_command
+from greenops_exporter.config.errors import Interrupted, UsageError
+from greenops_exporter.config.models import (
+    Config,
+    ConfigError,
+    dotted_overrides,
+    effective_yaml,
+    load_config,
+)
 
 log = logging.getLogger("greenops_exporter")
 
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --as-exported: seconds between energy-counter reads (default 30)",
     )
-    from .report import add_parser as add_report
+    from greenops_exporter.cli.report import add_parser as add_report
 
     add_report(sub)
     for command in sub.choices.values():  # to say which command refuses a flag
@@ -250,7 +250,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            from ..offline import analyze, load_analysis_config
+            from greenops_exporter.commands.analyze import analyze, load_analysis_config
 
             analysis = load_analysis_config(args.config)  # GREENOPS_ANALYSIS__* too
             intensity, pue, exported = analyze_flags(args)
@@ -265,31 +265,31 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 as_exported=exported,
             )
         if args.command == "report":  # reads Prometheus, not the exporter's config
-            from .report import run as report
+            from greenops_exporter.cli.report import run as report
 
             return report(args)
         config = config_from_args(args)
         setup_logging(config.log_level, config.log_format)
         if args.print_config:
-            from .wiring import effective_config
+            from greenops_exporter.commands.wiring import effective_config
 
             print(effective_yaml(effective_config(config)), end="")
             return 0
         if args.command == "check":
-            from .check import check
+            from greenops_exporter.commands.check import check
 
             return check(config)
         if args.command in ("greenest-window", "carbon-gate", "regions", "measure"):
             return _carbon_command(args, config)
         if args.command == "record":
-            from ..record import check_out, record
-            from .wiring import backend_from, settings_from
+            from greenops_exporter.commands.record import check_out, record
+            from greenops_exporter.commands.wiring import backend_from, settings_from
 
             seconds = _duration_seconds("--duration", args.duration)
             check_out(args.out)  # before the backend starts
             backend, reason = backend_from(config)
             return asyncio.run(record(backend, reason, settings_from(config), seconds, args.out))
-        from .serve import serve
+        from greenops_exporter.commands.serve import serve
 
         asyncio.run(serve(config, reload=lambda: config_from_args(args)))
         return 0
@@ -307,7 +307,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 def _duration_seconds(flag: str, text: str) -> float:
-    from ..carbon_commands import parse_duration
+    from greenops_exporter.commands.carbon import parse_duration
 
     try:
         seconds = parse_duration(text).total_seconds()
@@ -331,15 +331,15 @@ def _window_flags(duration_text: str, within_text: str) -> tuple[timedelta, time
 
 
 def _carbon_command(args: argparse.Namespace, config: Config) -> int:
-    from ..carbon_commands import (
+    from greenops_exporter.commands.carbon import (
         carbon_gate,
         check_max_intensity,
         check_pue,
         greenest,
         regions,
     )
-    from ..sources.carbon_static import UnknownZone
-    from .wiring import carbon_from
+    from greenops_exporter.commands.wiring import carbon_from
+    from greenops_exporter.sources.carbon_static import UnknownZone
 
     if args.command in ("greenest-window", "carbon-gate"):
         if args.command == "carbon-gate":
@@ -367,9 +367,9 @@ def _carbon_command(args: argparse.Namespace, config: Config) -> int:
 
 
 def _measure(args: argparse.Namespace, config: Config) -> int:
-    from ..measure import CommandNotRun, measure
-    from ..measure_report import check_outputs, report, write_outputs
-    from .wiring import backend_from, carbon_from, settings_from
+    from greenops_exporter.commands.measure import CommandNotRun, measure
+    from greenops_exporter.commands.measure_report import check_outputs, report, write_outputs
+    from greenops_exporter.commands.wiring import backend_from, carbon_from, settings_from
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:

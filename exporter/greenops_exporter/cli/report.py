@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from greenops_exporter.config.errors import UsageError
 
 FORMATS = ("text", "markdown", "csv", "json", "html")
 _MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*'
@@ -79,7 +79,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _endpoint(args: argparse.Namespace) -> Any:
-    from ..report.client import Endpoint
+    from greenops_exporter.commands.report.client import Endpoint
 
     if not re.match(r"https?://", args.prometheus):
         raise UsageError(f"--prometheus {args.prometheus!r}: expected an http:// or https:// URL")
@@ -135,11 +135,11 @@ def team_map(path: Path) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 with the report; 2 for a flag that cannot be used; 1 when the endpoint fails
     or holds no greenops series for the period."""
-    from ..report.client import Client, QueryError
-    from ..report.compute import compute, group_labels, grouping
-    from ..report.fetch import fetch, namespace_labels, terminal_progress
-    from ..report.period import iso, make_period
-    from ..report.render import render
+    from greenops_exporter.commands.report.client import Client, QueryError
+    from greenops_exporter.commands.report.compute import compute, group_labels, grouping
+    from greenops_exporter.commands.report.fetch import fetch, namespace_labels, terminal_progress
+    from greenops_exporter.commands.report.period import iso, make_period
+    from greenops_exporter.commands.report.render import render
 
     match = args.match.strip().removeprefix("{").removesuffix("}").strip()
     if match and not MATCH.fullmatch(match):
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     period = make_period(args.start, args.end, args.last, args.step, time.time())
     mapping = team_map(args.team_map) if args.team_map is not None else None
     if args.format == "html":
-        from ..report.render_html import check_available
+        from greenops_exporter.commands.report.render_html import check_available
 
         check_available()
     client = Client(_endpoint(args))

@@ -8,8 +8,8 @@ import difflib
 import math
 from collections.abc import Sequence
 
-from ..config import Config, ConfigError
-from ..errors import UsageError
+from greenops_exporter.config.errors import UsageError
+from greenops_exporter.config.models import Config, ConfigError
 
 
 def replay_flag(config: Config, backend_flag: str | None) -> Config:
@@ -34,7 +34,9 @@ def analyze_flags(
 ) -> tuple[float | None, float, tuple[float, float] | None]:
     """analyze's intensity, PUE and --as-exported intervals; a flag that needs another one
     is refused without it rather than ignored."""
-    from ..carbon_commands import check_pue  # the carbon commands' modules: only when used
+    from greenops_exporter.commands.carbon import (
+        check_pue,  # the carbon commands' modules: only when used
+    )
 
     if args.pue is not None and args.intensity is None:
         raise UsageError("--pue needs --intensity (the PUE scales the carbon of the energy)")

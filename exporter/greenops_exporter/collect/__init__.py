@@ -1,8 +1,8 @@
 """Collection: the loop that reads every device on its own clock and publishes Snapshots."""
 
-from .loop import Collector, InferenceBinding
-from .settings import CollectSettings
-from .snapshot import (
+from greenops_exporter.collect.loop import Collector, InferenceBinding
+from greenops_exporter.collect.settings import CollectSettings
+from greenops_exporter.collect.snapshot import (
     Costs,
     DeviceSnapshot,
     InferenceSnapshot,

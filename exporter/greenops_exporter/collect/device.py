@@ -9,15 +9,21 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..analysis.attribution import ExpiringTotals, IdleBaseline, PodKey, ProcessKey, split
-from ..analysis.bottleneck import BottleneckClass
-from ..analysis.efficiency import Efficiency
-from ..analysis.energy import EnergyMeter
-from ..analysis.footprint import WASTE_CLASSES, CycleFootprint, Footprint
-from ..backends.base import DeviceInfo, ProcessReading, Reading
-from ..gpu_models import idle_watts_estimate, model_by_name
-from .settings import CollectSettings
-from .snapshot import Costs, DeviceSnapshot, PodCosts, Waste
+from greenops_exporter.analysis.attribution import (
+    ExpiringTotals,
+    IdleBaseline,
+    PodKey,
+    ProcessKey,
+    split,
+)
+from greenops_exporter.analysis.bottleneck import BottleneckClass
+from greenops_exporter.analysis.efficiency import Efficiency
+from greenops_exporter.analysis.energy import EnergyMeter
+from greenops_exporter.analysis.footprint import WASTE_CLASSES, CycleFootprint, Footprint
+from greenops_exporter.backends.base import DeviceInfo, ProcessReading, Reading
+from greenops_exporter.collect.settings import CollectSettings
+from greenops_exporter.collect.snapshot import Costs, DeviceSnapshot, PodCosts, Waste
+from greenops_exporter.facts.gpu_models import idle_watts_estimate, model_by_name
 
 log = logging.getLogger(__name__)
 

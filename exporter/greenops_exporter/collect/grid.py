@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ..analysis.carbon import GreenestWindow, greenest_window
-from ..sources.carbon_intensity import CarbonChain, CarbonReading, Intensity, NoIntensity
-from ..sources.readings import ForecastPoint
+from greenops_exporter.analysis.carbon import GreenestWindow, greenest_window
+from greenops_exporter.sources.carbon_intensity import (
+    CarbonChain,
+    CarbonReading,
+    Intensity,
+    NoIntensity,
+)
+from greenops_exporter.sources.readings import ForecastPoint
 
 
 class GridInForce:

@@ -18,9 +18,9 @@ from typing import TypeVar
 
 import psutil
 
-from ..analysis.attribution import ExpiringTotals, PodKey
-from ..analysis.carbon import energy_cost, operational_grams
-from ..analysis.host import (
+from greenops_exporter.analysis.attribution import ExpiringTotals, PodKey
+from greenops_exporter.analysis.carbon import energy_cost, operational_grams
+from greenops_exporter.analysis.host import (
     ESTIMATE_KINDS,
     SPLIT_ZONES,
     HostCycle,
@@ -28,11 +28,16 @@ from ..analysis.host import (
     HostSample,
     ram_watts,
 )
-from ..backends.base import ProcessReading
-from ..sources import rapl
-from ..sources.cputime import sample_cpu
-from .settings import HostSettings
-from .snapshot import HostProcessKey, HostSnapshot, HostUnsupported, HostZoneSnapshot
+from greenops_exporter.backends.base import ProcessReading
+from greenops_exporter.collect.settings import HostSettings
+from greenops_exporter.collect.snapshot import (
+    HostProcessKey,
+    HostSnapshot,
+    HostUnsupported,
+    HostZoneSnapshot,
+)
+from greenops_exporter.sources import rapl
+from greenops_exporter.sources.cputime import sample_cpu
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")

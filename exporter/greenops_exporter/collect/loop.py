@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
-from ..analysis.attribution import ExpiringTotals, PodKey
-from ..analysis.host import HostSample
-from ..analysis.inference import InferenceAccount
-from ..backends.base import (
+from greenops_exporter.analysis.attribution import ExpiringTotals, PodKey
+from greenops_exporter.analysis.host import HostSample
+from greenops_exporter.analysis.inference import InferenceAccount
+from greenops_exporter.backends.base import (
     Backend,
     BackendUnavailable,
     DeviceReadError,
@@ -30,18 +30,18 @@ from ..backends.base import (
     ReadPlan,
     RemoteBackend,
 )
-from ..sources.base import PolledSource
-from ..sources.carbon_intensity import CarbonChain
-from .clock import FixedRate
-from .device import DeviceState, ProcessIdentifier
-from .grid import GridInForce
-from .handoff import all_done
-from .host import HostCollection
-from .settings import CollectSettings
-from .snapshot import InferenceSnapshot, Snapshot
+from greenops_exporter.collect.clock import FixedRate
+from greenops_exporter.collect.device import DeviceState, ProcessIdentifier
+from greenops_exporter.collect.grid import GridInForce
+from greenops_exporter.collect.handoff import all_done
+from greenops_exporter.collect.host import HostCollection
+from greenops_exporter.collect.settings import CollectSettings
+from greenops_exporter.collect.snapshot import InferenceSnapshot, Snapshot
+from greenops_exporter.sources.base import PolledSource
+from greenops_exporter.sources.carbon_intensity import CarbonChain
 
-if TYPE_CHECKING:  # loaded only where an inference server is configured (cli/wiring.py)
-    from ..sources.inference import InferenceSource
+if TYPE_CHECKING:  # loaded only where an inference server is configured (commands/wiring.py)
+    from greenops_exporter.sources.inference import InferenceSource
 
 log = logging.getLogger(__name__)
 

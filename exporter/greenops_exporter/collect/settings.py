@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..analysis.bottleneck import Thresholds
-from ..analysis.footprint import FootprintSettings
-from ..analysis.waste import WasteSettings
-from ..backends.base import DeviceInfo, ProcessUtilizationPolicy
+from greenops_exporter.analysis.bottleneck import Thresholds
+from greenops_exporter.analysis.footprint import FootprintSettings
+from greenops_exporter.analysis.waste import WasteSettings
+from greenops_exporter.backends.base import DeviceInfo, ProcessUtilizationPolicy
 
 
 @dataclass(frozen=True, slots=True)

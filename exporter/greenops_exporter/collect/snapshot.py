@@ -6,16 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..analysis.attribution import PodKey, ProcessKey
-from ..analysis.bottleneck import BottleneckClass, Signals
-from ..analysis.carbon import GreenestWindow
-from ..analysis.energy import EnergySource
-from ..analysis.inference import ModelEfficiency
-from ..analysis.mig import InstanceVerdict
-from ..analysis.rightsizing import Advice, RightSize
-from ..backends.base import DeviceInfo, ProcessReading, Reading
-from ..sources.base import SourceStatus
-from ..sources.carbon_intensity import Intensity
+from greenops_exporter.analysis.attribution import PodKey, ProcessKey
+from greenops_exporter.analysis.bottleneck import BottleneckClass, Signals
+from greenops_exporter.analysis.carbon import GreenestWindow
+from greenops_exporter.analysis.energy import EnergySource
+from greenops_exporter.analysis.inference import ModelEfficiency
+from greenops_exporter.analysis.mig import InstanceVerdict
+from greenops_exporter.analysis.rightsizing import Advice, RightSize
+from greenops_exporter.backends.base import DeviceInfo, ProcessReading, Reading
+from greenops_exporter.sources.base import SourceStatus
+from greenops_exporter.sources.carbon_intensity import Intensity
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
 

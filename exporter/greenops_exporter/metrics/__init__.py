@@ -1,15 +1,15 @@
 """Metrics: every name and HELP text (names*.py), Snapshot -> series (families.py), and
 series -> /metrics bytes (encode.py)."""
 
-from . import names, names_accounts, names_host, names_self
-from .encode import (
+from greenops_exporter.metrics import names, names_accounts, names_host, names_self
+from greenops_exporter.metrics.encode import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     Exposition,
     SnapshotCollector,
 )
-from .names import COLLECTOR_NAMES
-from .spec import MetricSpec
+from greenops_exporter.metrics.names import COLLECTOR_NAMES
+from greenops_exporter.metrics.spec import MetricSpec
 
 ALL_METRICS: tuple[MetricSpec, ...] = tuple(
     value

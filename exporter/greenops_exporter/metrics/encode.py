@@ -20,10 +20,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from .. import __version__
-from ..collect.snapshot import Snapshot
-from .families import Families, Labels, render
-from .names import COLLECTOR_NAMES
+from greenops_exporter import __version__
+from greenops_exporter.collect.snapshot import Snapshot
+from greenops_exporter.metrics.families import Families, Labels, render
+from greenops_exporter.metrics.names import COLLECTOR_NAMES
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -3,7 +3,7 @@ efficiency, waste, processes and MIG. Dashboards, rules and the README check aga
 
 from __future__ import annotations
 
-from .spec import counter, gauge
+from greenops_exporter.metrics.spec import counter, gauge
 
 # --- GPU core --------------------------------------------------------------------------
 GPU_INFO = gauge(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .spec import counter, gauge
+from greenops_exporter.metrics.spec import counter, gauge
 
 # --- inference -------------------------------------------------------------------------
 INFERENCE_ENERGY = counter(

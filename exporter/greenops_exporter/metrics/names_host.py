@@ -4,7 +4,7 @@ Per node: hostname, no GPU labels."""
 
 from __future__ import annotations
 
-from .spec import node_counter, node_gauge
+from greenops_exporter.metrics.spec import node_counter, node_gauge
 
 _SOURCE = "source=counter (RAPL) or estimate (CodeCarbon 3.3.2 CPU and DRAM models, opt-in)"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .spec import counter, gauge
+from greenops_exporter.metrics.spec import counter, gauge
 
 # --- the exporter itself ---------------------------------------------------------------
 BUILD_INFO = gauge(

@@ -18,9 +18,15 @@ from typing import Any
 
 import aiohttp
 
-from .base import HttpSource, RetryAfter, SourceError
-from .carbon_static import STATIC, WORLD_FALLBACK, StaticValue, UnknownZone, parse_zone
-from .readings import ForecastPoint
+from greenops_exporter.sources.base import HttpSource, RetryAfter, SourceError
+from greenops_exporter.sources.carbon_static import (
+    STATIC,
+    WORLD_FALLBACK,
+    StaticValue,
+    UnknownZone,
+    parse_zone,
+)
+from greenops_exporter.sources.readings import ForecastPoint
 
 LB_PER_MWH_TO_G_PER_KWH = 0.45359237  # WattTime's unit: 1 lb = 453.59237 g; 1 MWh = 1000 kWh
 

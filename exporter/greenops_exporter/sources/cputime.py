@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import psutil
 
-from .readings import CpuSample, ProcessCpu
+from greenops_exporter.sources.readings import CpuSample, ProcessCpu
 
 
 def machine_seconds() -> tuple[float, float]:

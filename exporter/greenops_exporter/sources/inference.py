@@ -24,8 +24,8 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from .base import HttpSource, RetryAfter, SourceError
-from .readings import Counts, InferenceValue
+from greenops_exporter.sources.base import HttpSource, RetryAfter, SourceError
+from greenops_exporter.sources.readings import Counts, InferenceValue
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 

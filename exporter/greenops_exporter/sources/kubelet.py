@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from ..backends.base import DeviceInfo, ProcessReading, Reading
-from .base import PolledSource, SourceError
-from .cgroups import CgroupReader
+from greenops_exporter.backends.base import DeviceInfo, ProcessReading, Reading
+from greenops_exporter.sources.base import PolledSource, SourceError
+from greenops_exporter.sources.cgroups import CgroupReader
 
 DEFAULT_SOCKET = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
 
@@ -66,7 +66,7 @@ class KubeletPodResources(PolledSource[DeviceOwners]):
     async def fetch(self) -> DeviceOwners:
         import grpc  # imported here: 10 MiB of memory that only Kubernetes nodes need
 
-        from .podresources import api_pb2, api_pb2_grpc
+        from greenops_exporter.sources.podresources import api_pb2, api_pb2_grpc
 
         if not self.socket_path.exists():
             raise SourceError(f"no kubelet socket at {self.socket_path}")

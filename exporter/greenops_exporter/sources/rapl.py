@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .readings import Zone, ZoneSample
+from greenops_exporter.sources.readings import Zone, ZoneSample
 
 ZONE_DIR = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 ROOT_ONLY = (

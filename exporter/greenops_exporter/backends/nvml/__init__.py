@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from ..base import (
+from greenops_exporter.backends.base import (
     BackendUnavailable,
     Capability,
     DeviceInfo,
@@ -27,8 +27,8 @@ from ..base import (
     Reading,
     ReadPlan,
 )
-from .probe import Device, probe_device
-from .reads import (
+from greenops_exporter.backends.nvml.probe import Device, probe_device
+from greenops_exporter.backends.nvml.reads import (
     field_number,
     mig_profile_from_name,
     read_gpm,

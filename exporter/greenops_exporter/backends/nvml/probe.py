@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from ..base import Capability, DeviceInfo
+from greenops_exporter.backends.base import Capability, DeviceInfo
 
 MIB = 1024 * 1024
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from ..base import (
+from greenops_exporter.backends.base import (
     Capability,
     GpmReading,
     MigReading,
@@ -17,7 +17,7 @@ from ..base import (
     ProcessUtilizationPolicy,
     ReadPlan,
 )
-from .probe import Device
+from greenops_exporter.backends.nvml.probe import Device
 
 _UINT = struct.Struct("@I")
 _DOUBLE = struct.Struct("@d")

@@ -1,0 +1,1 @@
+"""One typed config tree: its models, where values come from, and its errors."""

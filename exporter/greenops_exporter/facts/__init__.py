@@ -1,0 +1,1 @@
+"""Facts tables every layer may read: GPU models and their figures."""
