@@ -15,25 +15,16 @@ import contextlib
 import io
 import json
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from backfill import build_tsdb
+from backfill import build_tsdb, serve_tsdb
 from greenops_exporter.cli.main import main as cli
 from reportfleet import START, FleetSpec, write_fleet
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def report(url: str, spec: FleetSpec, *args: str) -> tuple[float, dict]:
@@ -94,27 +85,7 @@ def main() -> int:
             shutil.rmtree(work / "om")
             fleet = {**truth.fleet, "series": truth.series, "samples": truth.samples}
             totals.write_text(json.dumps(fleet))
-        (work / "prometheus.yml").write_text("global:\n  scrape_interval: 5m\n")
-        port = free_port()
-        proc = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tsdb}",
-                "--storage.tsdb.retention.time=100y",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
-                try:
-                    with urllib.request.urlopen(f"{url}/-/ready", timeout=2):
-                        break
-                except OSError:
-                    time.sleep(0.5)
+        with serve_tsdb(tsdb, work, ready_seconds=300) as url:
             expected = fleet["energy_cost"] + fleet["rental_cost"]
             for step, by in (("1h", "namespace"), ("1h", "pod"), ("5m", "namespace")):
                 seconds, r = report(url, spec, "--step", step, "--by", by)
@@ -126,9 +97,6 @@ def main() -> int:
                     f"generator's {expected:.2f} (|diff| {error:.2g})",
                     flush=True,
                 )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # a --keep TSDB stays
     return 0

@@ -8,17 +8,13 @@ import contextlib
 import io
 import json
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backfill import build_tsdb
+from backfill import build_tsdb, serve_tsdb
 from greenops_exporter.cli.main import main
 from reportfleet import START, FleetSpec, Truth, write_fleet
 
@@ -31,46 +27,13 @@ SPEC = FleetSpec()
 PERIOD = ["--from", str(START), "--to", str(SPEC.end)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def prometheus_fleet(tmp: Path) -> Iterator[tuple[str, Truth]]:
     files, truth = write_fleet(SPEC, tmp / "om")
     build_tsdb(files, tmp / "tsdb")
     shutil.rmtree(tmp / "om")
-    (tmp / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS or "prometheus",
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            "--storage.tsdb.retention.time=100y",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / "prometheus.log").open("w"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError((tmp / "prometheus.log").read_text()[-2000:]) from None
-                time.sleep(0.2)
+    with serve_tsdb(tmp / "tsdb", tmp) as url:
         yield url, truth
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def default_report(url: str) -> dict[str, Any]:

@@ -5,16 +5,14 @@ series that starts, one that ends; each against the exact increase."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from backfill import serve_tsdb
 from greenops_exporter.commands.report.client import Client, Endpoint
 from greenops_exporter.commands.report.promql import bucket_increase
-from reportprom import NEEDS_PROMETHEUS, free_port
+from reportprom import NEEDS_PROMETHEUS
 
 pytestmark = NEEDS_PROMETHEUS
 T0 = 1_788_220_800  # a day boundary
@@ -45,31 +43,8 @@ def prometheus(tmp: Path) -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    (tmp / "p.yml").write_text("global: {}\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            shutil.which("prometheus") or "prometheus",
-            f"--config.file={tmp / 'p.yml'}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            "--storage.tsdb.retention.time=100y",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with serve_tsdb(tmp / "tsdb", tmp) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_each_case_sums_to_its_exact_increase(tmp_path: Path) -> None:
