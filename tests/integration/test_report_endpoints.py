@@ -5,8 +5,6 @@ endpoint's CA, a failure midway; and the README's example, checked against the c
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 from documentation import documentation
 from greenops_exporter.cli.main import main
 from greenops_exporter.commands.report.render_data import CSV_COLUMNS
+from pki import OPENSSL, make_pki
 from promstub import proxy, serve
 from reportfleet import Truth
 from reportprom import NEEDS_PROMETHEUS, PERIOD, REL, SPEC, report_json
@@ -66,66 +65,17 @@ def test_a_failure_midway_prints_no_report(
 def test_tls_with_the_endpoints_ca(
     fleet: tuple[str, Truth], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    if OPENSSL is None:
         pytest.skip("openssl makes the test certificate")
-
-    def ssl_run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=tmp_path)
-
-    ssl_run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    )
-    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl_run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=prom",
-        "-keyout",
-        "s.key",
-        "-out",
-        "s.csr",
-    )
-    ssl_run(
-        "x509",
-        "-req",
-        "-in",
-        "s.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.cnf",
-        "-out",
-        "s.crt",
-    )
+    pki = make_pki(tmp_path)
     url, _truth = fleet
-    with serve(proxy(url), tls=(tmp_path / "s.crt", tmp_path / "s.key")) as (front, _seen):
+    with serve(proxy(url), tls=(pki["server.crt"], pki["server.key"])) as (front, _seen):
         assert front.startswith("https://")
         code = main(["report", "--prometheus", front, *PERIOD, "--format", "csv"])
         out, _err = capsys.readouterr()
         assert code == 1 and out == ""  # not trusted without the CA
         assert "certificate verify failed" in _err
-        ca = ["--ca-file", str(tmp_path / "ca.crt")]
+        ca = ["--ca-file", str(pki["ca.crt"])]
         assert main(["report", "--prometheus", front, *PERIOD, "--format", "csv", *ca]) == 0
         out, _err = capsys.readouterr()
     assert out.splitlines()[0] == ",".join(CSV_COLUMNS)
