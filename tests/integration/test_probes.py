@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 import yaml
 from test_deploy import ROOT, kubectl
-from test_security import PASSWORD, make_pki, start
+from test_security import PASSWORD, start
 from test_serve import Exporter
 
 from greenops_exporter.config.models import Config
+from pki import make_pki
 
 OVERLAYS = ("prometheus-operator", "plain-prometheus", "reduced", "gpu-operator")
 TLS_COMPONENT = ROOT / "deploy" / "kustomize" / "components" / "tls"
